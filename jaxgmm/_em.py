@@ -1,0 +1,276 @@
+"""The EM update for a univariate Gaussian mixture, as pure functions of one dataset.
+
+Everything here acts on a single dataset ``x`` of shape ``(n,)`` and parameters of
+shape ``(K,)``; batches come from ``jax.vmap`` (see ``_fit.py``).
+
+The E-step and the log-likelihood share their terms: for component ``k`` the
+log-joint ``a_k(x) = log pi_k + log N(x | mu_k, sigma_k)``; the responsibility is
+the softmax of ``a`` over components and the log-likelihood of the point is its
+logsumexp.  The fitting loop never materialises the ``(K, n)`` responsibilities:
+``_e_pass`` reduces them straight to sufficient statistics, which XLA fuses into
+one pass over the data.
+
+Sufficient statistics are *centred at the current means* (``d = x - mu_k``), so
+that the new variance ``sum rho d^2 / N - (mean shift)^2`` does not suffer the
+cancellation of the raw-moment formula when the data sit far from zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from ._params import Array, MixtureParams
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class ModelSpec(NamedTuple):
+    """Static (trace-time) description of which parameters EM may change.
+
+    Each ``fixed_*`` is a tuple of ``K`` Python bools; ``equal_scales`` ties all
+    scales to one common value.  Hashable, so it can be a static jit argument.
+    """
+
+    fixed_weights: tuple
+    fixed_means: tuple
+    fixed_scales: tuple
+    equal_scales: bool = False
+
+    @property
+    def n_components(self) -> int:
+        return len(self.fixed_weights)
+
+    @property
+    def scales_free(self) -> bool:
+        """Whether the M-step changes any scale (and so needs second moments)."""
+        return not all(self.fixed_scales)
+
+    @classmethod
+    def free(cls, n_components: int, equal_scales: bool = False) -> "ModelSpec":
+        f = (False,) * n_components
+        return cls(f, f, f, equal_scales)
+
+
+class SuffStats(NamedTuple):
+    """Weighted sufficient statistics of one E-step, centred at the current means.
+
+    ``count[k] = sum_i w_i rho_ik``, ``first[k] = sum_i w_i rho_ik (x_i - mu_k)``,
+    ``second[k] = sum_i w_i rho_ik (x_i - mu_k)^2`` (zeros when no scale is free),
+    ``loglik = sum_i w_i log p(x_i)`` at the parameters the E-step used.
+    """
+
+    count: Array  # shape=(K,)
+    first: Array  # shape=(K,)
+    second: Array  # shape=(K,)
+    loglik: Array  # shape=()
+
+
+def _weighted_sum(values: Array, sample_weight: Optional[Array]) -> Array:
+    """Sum over the last axis, weighted when weights are given."""
+    if sample_weight is not None:
+        values = values * sample_weight
+    return jnp.sum(values, axis=-1)
+
+
+def _log_joint(x: Array, params: MixtureParams) -> tuple[Array, Array]:
+    """Log-joint terms ``a`` of shape ``(K, n)`` and the deviations ``x - mu_k``.
+
+    Components lie on the leading axis so that the reductions over components are
+    elementwise across ``n`` (vectorises on CPU) rather than over a tiny minor axis.
+    """
+    dev = x[None, :] - params.means[:, None]
+    z = dev / params.scales[:, None]
+    log_norm = jnp.log(params.weights) - jnp.log(params.scales) - _HALF_LOG_2PI
+    return log_norm[:, None] - 0.5 * z * z, dev
+
+
+def _responsibilities(x: Array, params: MixtureParams) -> tuple[Array, Array, Array]:
+    """Responsibilities ``(K, n)``, per-point log-likelihood ``(n,)`` and deviations.
+
+    For two components the responsibility is a logistic function of the log-odds
+    ``q = a_1 - a_2``, which costs one ``exp`` and one ``log1p`` per point; for more
+    components it is the softmax of the log-joint terms.  Both are computed in log
+    space, so a point 40 standard deviations from every mean neither overflows nor
+    gives 0/0.
+    """
+    a, dev = _log_joint(x, params)
+    if params.means.shape[-1] == 2:
+        q = a[0] - a[1]
+        e = jnp.exp(-jnp.abs(q))  # in (0, 1]: never overflows
+        r = 1.0 / (1.0 + e)
+        rho1 = jnp.where(q >= 0, r, e * r)
+        rho2 = jnp.where(q >= 0, e * r, r)
+        point_ll = a[1] + jnp.maximum(q, 0.0) + jnp.log1p(e)
+        return jnp.stack([rho1, rho2]), point_ll, dev
+    point_ll = jax.nn.logsumexp(a, axis=0)
+    return jnp.exp(a - point_ll[None, :]), point_ll, dev
+
+
+def sufficient_stats(
+    x: Array,
+    params: MixtureParams,
+    sample_weight: Optional[Array] = None,
+    *,
+    second_moments: bool = True,
+) -> SuffStats:
+    """One fused E-pass over ``x``: sufficient statistics and the log-likelihood.
+
+    Args:
+      x: data, shape ``(n,)``.
+      params: current parameters, fields of shape ``(K,)``.
+      sample_weight: optional non-negative weights, shape ``(n,)``.
+      second_moments: static; skip the second moments when no scale is estimated.
+    """
+    rho, point_ll, dev = _responsibilities(x, params)
+    count = _weighted_sum(rho, sample_weight)
+    weighted_dev = rho * dev
+    first = _weighted_sum(weighted_dev, sample_weight)
+    if second_moments:
+        second = _weighted_sum(weighted_dev * dev, sample_weight)
+    else:
+        second = jnp.zeros_like(first)
+    return SuffStats(count, first, second, _weighted_sum(point_ll, sample_weight))
+
+
+def e_step(
+    x: Array, params: MixtureParams, sample_weight: Optional[Array] = None
+) -> tuple[Array, Array]:
+    """E-step for one dataset: responsibilities and the log-likelihood.
+
+    Args:
+      x: data, shape ``(n,)``.
+      params: :class:`MixtureParams` with fields of shape ``(K,)``.
+      sample_weight: optional non-negative observation weights, shape ``(n,)``.
+
+    Returns:
+      ``(resp, loglik)``: ``resp[i, k]`` is the posterior probability that ``x[i]``
+      came from component ``k`` (shape ``(n, K)``, rows sum to 1); ``loglik`` is
+      ``sum_i w_i log p(x_i | params)``, the log-likelihood *of* ``params``.
+
+    Pure and jittable; ``jax.vmap`` it for batches.
+    """
+    x, params = _as_float(x, params)
+    rho, point_ll, _ = _responsibilities(x, params)
+    return rho.T, _weighted_sum(point_ll, sample_weight)
+
+
+def _as_float(x: Array, params: MixtureParams) -> tuple[Array, MixtureParams]:
+    dtype = jnp.result_type(jnp.asarray(x).dtype, *(jnp.asarray(f).dtype for f in params), jnp.float32)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.float32
+    return jnp.asarray(x, dtype), MixtureParams(*(jnp.asarray(f, dtype) for f in params))
+
+
+def m_step_from_stats(
+    stats: SuffStats,
+    params: MixtureParams,
+    spec: ModelSpec,
+    min_scale: Array = 0.0,
+    min_count: Array = 0.0,
+) -> MixtureParams:
+    """M-step from centred sufficient statistics (the constrained MLE).
+
+    * Free weights share the mass the fixed weights leave, in proportion to their
+      counts: maximising ``sum_k N_k log pi_k`` subject to ``sum_free pi_k = 1 -
+      sum_fixed pi_k`` gives ``pi_k = (1 - sum_fixed pi) N_k / sum_free N``.
+    * Free means move to the responsibility-weighted mean.
+    * Free scales are the responsibility-weighted RMS deviation about the new mean
+      (about the fixed mean when the mean is held); with ``equal_scales`` one
+      pooled variance for all components.  Scales never go below ``min_scale``.
+    * A component whose count is at most ``min_count`` keeps its mean and scale
+      (there is no information to move them); the fit reports it as degenerate.
+    """
+    dtype = stats.count.dtype
+    fixed_w = jnp.asarray(spec.fixed_weights)
+    fixed_m = jnp.asarray(spec.fixed_means)
+    fixed_s = jnp.asarray(spec.fixed_scales)
+    count = stats.count
+
+    if all(spec.fixed_weights):
+        weights = params.weights
+    else:
+        free_mass = 1.0 - jnp.sum(jnp.where(fixed_w, params.weights, 0.0))
+        free_count = jnp.sum(jnp.where(fixed_w, 0.0, count))
+        weights = jnp.where(fixed_w, params.weights, free_mass * count / free_count)
+
+    alive = count > min_count
+    safe_count = jnp.where(alive, count, 1.0)
+    shift = jnp.where(fixed_m | ~alive, 0.0, stats.first / safe_count)
+    means = params.means + shift
+
+    if not spec.scales_free:
+        return MixtureParams(weights, means, params.scales)
+    # Sum of rho (x - new mean)^2, from moments about the old mean.
+    within = jnp.maximum(stats.second - count * shift * shift, 0.0)
+    if spec.equal_scales:
+        var = jnp.broadcast_to(jnp.sum(within) / jnp.sum(count), count.shape)
+        keep = fixed_s
+    else:
+        var = within / safe_count
+        keep = fixed_s | ~alive
+    scales = jnp.maximum(jnp.sqrt(var), jnp.asarray(min_scale, dtype))
+    return MixtureParams(weights, means, jnp.where(keep, params.scales, scales))
+
+
+def m_step(
+    x: Array,
+    resp: Array,
+    params: MixtureParams,
+    *,
+    fixed=(),
+    equal_scales: bool = False,
+    sample_weight: Optional[Array] = None,
+) -> MixtureParams:
+    """M-step for one dataset, given responsibilities from :func:`e_step`.
+
+    Args:
+      x: data, shape ``(n,)``.
+      resp: responsibilities, shape ``(n, K)``.
+      params: current parameters; supplies the values of fixed parameters (and the
+        centring point of the statistics).
+      fixed: which parameters to hold, as in :func:`jaxgmm.fit`.
+      equal_scales: estimate one common scale for all components.
+      sample_weight: optional observation weights, shape ``(n,)``.
+
+    Returns:
+      The updated :class:`MixtureParams`.
+    """
+    from ._spec import make_spec  # local import: _spec depends on this module
+
+    x, params = _as_float(x, params)
+    resp = jnp.asarray(resp, x.dtype).T
+    spec = make_spec(fixed, params.means.shape[-1], equal_scales)
+    dev = x[None, :] - params.means[:, None]
+    weighted_dev = resp * dev
+    stats = SuffStats(
+        _weighted_sum(resp, sample_weight),
+        _weighted_sum(weighted_dev, sample_weight),
+        _weighted_sum(weighted_dev * dev, sample_weight),
+        jnp.zeros((), x.dtype),
+    )
+    return m_step_from_stats(stats, params, spec)
+
+
+def log_likelihood(
+    x: Array, params: MixtureParams, sample_weight: Optional[Array] = None
+) -> Array:
+    """Log-likelihood ``sum_i w_i log p(x_i | params)``, batched by broadcasting.
+
+    Args:
+      x: data, shape ``(..., n)``.
+      params: fields of shape ``(..., K)``; batch shapes broadcast with ``x``'s.
+      sample_weight: optional weights broadcastable to ``x``.
+
+    Returns:
+      Array of the broadcast batch shape.
+    """
+    x, params = _as_float(x, params)
+    x = x[..., None, :]
+    means, scales, weights = (f[..., :, None] for f in (params.means, params.scales, params.weights))
+    z = (x - means) / scales
+    a = jnp.log(weights) - jnp.log(scales) - _HALF_LOG_2PI - 0.5 * z * z
+    return _weighted_sum(jax.nn.logsumexp(a, axis=-2), sample_weight)

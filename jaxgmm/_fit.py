@@ -1,0 +1,131 @@
+"""Public fitting API: ``fit``, restarts and best-of selection."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from . import _validate
+from ._loop import default_tol, fit_batched
+from ._params import Array, FitResult, MixtureParams, Status
+from ._spec import make_spec
+
+DEFAULT_MAX_ITER = 10_000
+DEFAULT_SCALE_FLOOR = 1e-5
+
+
+def fit(
+    x,
+    init: MixtureParams,
+    *,
+    fixed=(),
+    equal_scales: bool = False,
+    tol: Optional[float] = None,
+    max_iter: int = DEFAULT_MAX_ITER,
+    sample_weight=None,
+    scale_floor: float = DEFAULT_SCALE_FLOOR,
+    nan_policy: str = "raise",
+) -> FitResult:
+    """Fit univariate Gaussian mixtures by EM, one dataset or millions at once.
+
+    Args:
+      x: observations, shape ``(..., n)``. Integer data are converted to float.
+      init: starting :class:`MixtureParams`, fields of shape ``(..., K)``. The
+        batch shapes of ``x`` and ``init`` broadcast like NumPy's: ``x`` of shape
+        ``(B, n)`` with ``init`` of shape ``(K,)`` fits ``B`` datasets from one
+        start; ``x`` of shape ``(n,)`` with ``init`` of shape ``(R, K)`` fits ``R``
+        starts of one dataset (the data are not copied ``R`` times).
+      fixed: parameters held at their values in ``init``: field names
+        (``"scales"`` or ``("weights", "scales")``) or a :class:`MixtureParams` of
+        per-component booleans, e.g. ``MixtureParams(weights=False, means=[True,
+        False], scales=False)`` holds the first mean. Fixing some weights makes the
+        free weights share the remaining mass (the constrained MLE).
+      equal_scales: estimate one common scale for all components (mixtools'
+        ``arbvar=FALSE``, mclust's model "E").
+      tol: convergence tolerance, see below. ``None`` picks
+        :func:`default_tol` of the data's dtype (1e-9 for float64, 1e-5 for float32).
+      max_iter: iteration cap; fits that reach it get ``Status.MAX_ITER``.
+      sample_weight: non-negative observation weights broadcastable to ``x``'s
+        shape; weight 0 means "not there", so datasets of different sizes can share
+        one padded batch. The log-likelihood is weighted by them.
+      scale_floor: free scales never drop below ``scale_floor`` times the
+        dataset's (weighted) standard deviation; a fit that ends on the floor is
+        reported as ``Status.DEGENERATE``. The scale-free analogue of
+        scikit-learn's ``reg_covar``; it removes the unbounded-likelihood spikes of
+        unequal-variance mixtures.
+      nan_policy: ``"raise"`` (default) rejects NaN/inf in ``x``; ``"omit"`` treats
+        them as absent (weight 0).
+
+    Returns:
+      :class:`FitResult` with the broadcast batch shape: ``params``, ``loglik``
+      (of the returned params), ``n_iter``, ``status`` and ``converged``.
+
+    Convergence: a fit stops when the largest change in one iteration of any
+    weight, or of any mean or scale in units of the data's standard deviation, is
+    below ``tol`` (strictly, so ``tol=0`` runs exactly ``max_iter`` iterations).
+    Changing ``tol``, ``max_iter``, ``scale_floor`` or the data values does not
+    recompile; changing shapes, dtypes, ``fixed`` or ``equal_scales`` does.
+
+    The computation follows the data's float dtype; the library never enables
+    float64 by itself (set ``JAX_ENABLE_X64=1`` or ``jax.config`` for that).
+    """
+    x = _validate.as_data(x)
+    init = _validate.as_params(init, x.dtype)
+    sample_weight = _validate.as_sample_weight(sample_weight, x)
+    if nan_policy == "omit":
+        present = jnp.isfinite(x)
+        sample_weight = jnp.where(present, 1.0 if sample_weight is None else sample_weight, 0.0).astype(x.dtype)
+        x = jnp.where(present, x, 0.0)
+        _validate.as_sample_weight(sample_weight, x)  # all-missing datasets are an error
+    elif nan_policy == "raise":
+        _validate.check_data_values(x, sample_weight)
+    else:
+        raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
+    _validate.check_iteration_args(tol, max_iter)
+    if not (float(scale_floor) >= 0 and jnp.isfinite(scale_floor)):
+        raise ValueError(f"scale_floor must be a finite number >= 0, got {scale_floor!r}")
+    spec = make_spec(fixed, init.means.shape[-1], equal_scales)
+    tol = default_tol(x.dtype) if tol is None else tol
+    return fit_batched(
+        x, sample_weight, init,
+        jnp.asarray(tol, x.dtype), jnp.asarray(max_iter, jnp.int32),
+        jnp.asarray(scale_floor, x.dtype), spec=spec)
+
+
+def _healthy_first_score(result: FitResult) -> Array:
+    """Selection score: usable fits by log-likelihood, then degenerate, then broken."""
+    healthy = result.status <= Status.MAX_ITER
+    finite = jnp.isfinite(result.loglik) & (result.status != Status.NONFINITE)
+    # Scores ordered so that any healthy fit beats any degenerate fit, which beats
+    # a non-finite one; ties within a class are broken by the log-likelihood.
+    rank = jnp.where(healthy, 2, jnp.where(finite, 1, 0))
+    ll = jnp.where(finite, result.loglik, -jnp.inf)
+    return rank, ll
+
+
+def best_of(result: FitResult, axis: int = 0) -> FitResult:
+    """Keep, along ``axis`` (the restarts axis), the best fit of each dataset.
+
+    The best fit is the one with the highest log-likelihood among fits that
+    converged or ran out of iterations; degenerate fits (a vanished component or a
+    scale on the floor) are chosen only when no healthy fit exists, and non-finite
+    fits only when nothing else does.
+
+    Returns:
+      A :class:`FitResult` with ``axis`` removed.
+    """
+    rank, ll = _healthy_first_score(result)
+    axis = axis % rank.ndim
+    best_rank = jnp.max(rank, axis=axis, keepdims=True)
+    score = jnp.where(rank == best_rank, ll, -jnp.inf)
+    # argmax of an all -inf slice (all non-finite) is index 0, which is fine.
+    index = jnp.argmax(score, axis=axis, keepdims=True)
+
+    def take(leaf):
+        leaf_axis = axis
+        idx = index.reshape(index.shape + (1,) * (leaf.ndim - index.ndim))
+        return jnp.squeeze(jnp.take_along_axis(leaf, idx, axis=leaf_axis), axis=leaf_axis)
+
+    return jax.tree_util.tree_map(take, result)

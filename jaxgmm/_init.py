@@ -1,0 +1,140 @@
+"""Keyed, vmappable starting values computed from the data.
+
+Two methods, both for one dataset and jittable, so many starts are one ``vmap``:
+
+* ``"quantile"``: stratified random quantiles. Component ``k``'s mean is the
+  data's quantile at level ``(k + U_k) / K`` with ``U_k ~ Uniform(0, 1)``: spread
+  over the data like the fixed-quantile starts of mixtools, yet different per key.
+* ``"kmeans++"``: k-means++ seeding (Arthur & Vassilvitskii 2007) with observation
+  weights, then one hard assignment to the nearest centre to get weights, means
+  and scales.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from . import _validate
+from ._params import Array, MixtureParams
+
+METHODS = ("kmeans++", "quantile")
+
+
+def _weighted_moments(x, w):
+    total = jnp.sum(w)
+    mean = jnp.sum(w * x) / total
+    sd = jnp.sqrt(jnp.sum(w * jnp.square(x - mean)) / total)
+    return total, mean, jnp.where(sd > 0, sd, 1.0)
+
+
+def _quantile_start(key, x, w, k: int) -> MixtureParams:
+    order = jnp.argsort(x)
+    xs = x[order]
+    cdf = jnp.cumsum(w[order])
+    total, _, sd = _weighted_moments(x, w)
+    levels = (jnp.arange(k) + jax.random.uniform(key, (k,), x.dtype)) / k
+    idx = jnp.clip(jnp.searchsorted(cdf, levels * total), 0, x.shape[0] - 1)
+    means = xs[idx]
+    return MixtureParams(jnp.full((k,), 1.0 / k, x.dtype), means, jnp.full((k,), sd / k, x.dtype))
+
+
+def _kmeanspp_start(key, x, w, k: int) -> MixtureParams:
+    total, _, sd = _weighted_moments(x, w)
+    log_w = jnp.log(w)  # -inf for absent observations: never chosen
+    first = x[jax.random.categorical(jax.random.fold_in(key, 0), log_w)]
+    centres = jnp.full((k,), first)
+    nearest_sq = jnp.square(x - first)
+
+    def add_centre(j, carry):
+        centres, nearest_sq = carry
+        # Proportional to weight x squared distance; if every point coincides with
+        # a centre already, fall back to weight alone.
+        logits = jnp.where(jnp.sum(w * nearest_sq) > 0, log_w + jnp.log(nearest_sq), log_w)
+        c = x[jax.random.categorical(jax.random.fold_in(key, j), logits)]
+        return centres.at[j].set(c), jnp.minimum(nearest_sq, jnp.square(x - c))
+
+    centres, _ = lax.fori_loop(1, k, add_centre, (centres, nearest_sq))
+    centres = jnp.sort(centres)
+    label = jnp.argmin(jnp.abs(x[None, :] - centres[:, None]), axis=0)
+    member = (label[None, :] == jnp.arange(k)[:, None]) * w[None, :]  # (K, n)
+    count = jnp.sum(member, axis=1)
+    safe = jnp.where(count > 0, count, 1.0)
+    means = jnp.where(count > 0, jnp.sum(member * x, axis=1) / safe, centres)
+    var = jnp.sum(member * jnp.square(x[None, :] - means[:, None]), axis=1) / safe
+    scales = jnp.where((count > 0) & (var > 0), jnp.sqrt(var), sd / k)
+    # Keep every component alive: an empty cluster still gets a little weight.
+    weights = jnp.maximum(count / total, 1e-3 / k)
+    return MixtureParams(weights / jnp.sum(weights), means, scales.astype(x.dtype))
+
+
+def _start_one(key, x, w, k: int, method: str) -> MixtureParams:
+    if w is None:
+        w = jnp.ones_like(x)
+    if method == "quantile":
+        return _quantile_start(key, x, w, k)
+    return _kmeanspp_start(key, x, w, k)
+
+
+def init_params(
+    key: Array,
+    x,
+    n_components: int,
+    *,
+    method: str = "kmeans++",
+    n_starts: Optional[int] = None,
+    sample_weight=None,
+) -> MixtureParams:
+    """Starting values from the data, for one dataset or a batch, one or many starts.
+
+    Args:
+      key: a ``jax.random`` key; different keys give different starts.
+      x: data of shape ``(..., n)``.
+      n_components: ``K``.
+      method: ``"kmeans++"`` or ``"quantile"`` (see the module docstring).
+      n_starts: if given, that many independent starts are drawn and stacked on a
+        new leading axis.
+      sample_weight: optional observation weights broadcastable to ``x``.
+
+    Returns:
+      :class:`MixtureParams` with fields of shape ``(n_starts,) + batch + (K,)``
+      (no leading axis when ``n_starts`` is None). Pass it straight to
+      :func:`jaxgmm.fit` with the same ``x``, then :func:`jaxgmm.best_of`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    k = int(n_components)
+    if k < 1:
+        raise ValueError(f"n_components must be >= 1, got {n_components!r}")
+    x = _validate.as_data(x)
+    w = _validate.as_sample_weight(sample_weight, x)
+    if w is not None:
+        w = jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape))
+        x = jnp.broadcast_to(x, w.shape)
+    return _init_jit(key, x, w, k, method, n_starts)
+
+
+def _init_jit(key, x, w, k, method, n_starts):
+    batch = x.shape[:-1]
+    flat_x = x.reshape((-1, x.shape[-1]))
+    flat_w = None if w is None else w.reshape(flat_x.shape)
+    n_fits = flat_x.shape[0]
+    reps = 1 if n_starts is None else int(n_starts)
+    keys = jax.random.split(key, reps * n_fits)
+    keys = keys.reshape((reps, n_fits) + keys.shape[1:])
+    out = _many_starts(keys, flat_x, flat_w, k, method)
+    out = jax.tree_util.tree_map(lambda f: f.reshape((reps,) + batch + (k,)), out)
+    if n_starts is None:
+        out = jax.tree_util.tree_map(lambda f: f[0], out)
+    return out
+
+
+@partial(jax.jit, static_argnames=("k", "method"))
+def _many_starts(keys, x, w, k, method):
+    one = lambda key, xi, wi: _start_one(key, xi, wi, k, method)
+    over_data = jax.vmap(one, in_axes=(0, 0, 0 if w is not None else None))
+    return jax.vmap(over_data, in_axes=(0, None, None))(keys, x, w)

@@ -1,0 +1,77 @@
+"""Containers: mixture parameters, fit results and the per-fit status code.
+
+All containers are plain NamedTuples, so they are JAX pytrees: they pass through
+``jit``, ``vmap`` and ``lax`` control flow unchanged.  They hold arrays at their
+natural shapes (``(K,)`` per component field, ``()`` per scalar); batch axes are
+leading axes added by ``vmap``/broadcasting, never hidden inside the types.
+Constructors do no validation (that would break ``vmap`` over traced values); the
+public functions validate concrete inputs at the boundary instead.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+Array = Any
+
+
+class MixtureParams(NamedTuple):
+    """Parameters of a univariate Gaussian mixture with ``K`` components.
+
+    Attributes:
+      weights: mixing proportions, shape ``(..., K)``, non-negative, summing to 1.
+      means: component means, shape ``(..., K)``.
+      scales: component standard deviations (not variances), shape ``(..., K)``.
+
+    The same type, holding booleans, is used as a per-component mask for
+    ``fit(..., fixed=...)``.
+    """
+
+    weights: Array
+    means: Array
+    scales: Array
+
+
+class Status(enum.IntEnum):
+    """Why a fit stopped; stored per fit as an ``int32`` array in ``FitResult.status``.
+
+    Ordered by severity: when several apply, the larger code is reported.
+    """
+
+    CONVERGED = 0
+    """The largest standardised parameter change fell below ``tol``."""
+    MAX_ITER = 1
+    """``max_iter`` iterations ran without meeting the tolerance."""
+    DEGENERATE = 2
+    """A component's weight vanished or a free scale sits on the variance floor."""
+    NONFINITE = 3
+    """A parameter or the log-likelihood became NaN or infinite."""
+
+
+class FitResult(NamedTuple):
+    """Result of :func:`jaxgmm.fit`; every field has the fit's batch shape in front.
+
+    Attributes:
+      params: the final :class:`MixtureParams`.
+      loglik: log-likelihood of ``params`` (not of the previous iterate), on the
+        user's scale of the data, weighted by ``sample_weight`` when given.
+      n_iter: number of EM iterations (E-step + M-step pairs) run, ``int32``.
+      status: a :class:`Status` code per fit, ``int32``.
+      converged: ``status == Status.CONVERGED``; never true when anything is
+        non-finite or degenerate.
+    """
+
+    params: MixtureParams
+    loglik: Array
+    n_iter: Array
+    status: Array
+    converged: Array
+
+
+def batch_shape(params: MixtureParams) -> tuple[int, ...]:
+    """Broadcast batch shape of a :class:`MixtureParams` (all axes but the last)."""
+    shapes = [jnp.shape(f)[:-1] for f in params]
+    return tuple(jnp.broadcast_shapes(*shapes))

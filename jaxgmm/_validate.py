@@ -1,0 +1,171 @@
+"""Checks at the public boundary.
+
+Shapes and dtypes are checked always (they are static, even under ``jit``).
+Values are checked only when they are concrete: inside a user's ``jit``/``vmap``
+they are tracers, raising is impossible, and the per-fit ``status`` reports
+problems instead.  Messages name the argument, what was expected and what was
+found, and for batches the offending dataset indices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+from ._params import MixtureParams
+
+
+def is_concrete(*arrays) -> bool:
+    return not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(arrays))
+
+
+def _first_indices(mask: np.ndarray, limit: int = 5) -> str:
+    idx = [tuple(int(i) for i in t) if len(t) > 1 else int(t[0]) for t in zip(*np.nonzero(mask))]
+    more = f" (and {len(idx) - limit} more)" if len(idx) > limit else ""
+    return f"{idx[:limit]}{more}"
+
+
+def float_dtype_for(*arrays):
+    """The float dtype a computation on ``arrays`` follows: the first float input's.
+
+    Integer or boolean inputs are converted to JAX's default float dtype (float32
+    unless x64 is enabled).  Complex inputs are rejected.
+    """
+    for a in arrays:
+        dt = jnp.asarray(a).dtype if not hasattr(a, "dtype") else a.dtype
+        if jnp.issubdtype(dt, jnp.floating):
+            return jnp.dtype(dt) if jnp.dtype(dt).itemsize >= 4 else jnp.dtype(jnp.float32)
+    return jnp.dtype(jnp.result_type(float))
+
+
+def as_data(x, name: str = "x"):
+    """Validate and convert data of shape ``(..., n)`` to a float array."""
+    if isinstance(x, MixtureParams):
+        raise TypeError(f"{name} must be an array of observations, got MixtureParams")
+    try:
+        dt = np.asarray(x).dtype if not hasattr(x, "dtype") else np.dtype(x.dtype)
+    except Exception as err:  # e.g. ragged lists
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}: {err}") from None
+    if jnp.issubdtype(dt, jnp.complexfloating):
+        raise TypeError(f"{name} must be real-valued, got complex dtype {dt}")
+    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or dt == np.bool_):
+        raise TypeError(f"{name} must be numeric, got dtype {dt}")
+    x = jnp.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"{name} must have shape (..., n) with at least one axis, got a scalar")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} has no observations: shape {x.shape} (the last axis is n)")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(float_dtype_for(x))
+    return x
+
+
+def as_params(params, dtype, name: str = "init") -> MixtureParams:
+    """Validate a :class:`MixtureParams`, cast it to ``dtype`` and broadcast its fields."""
+    if not isinstance(params, MixtureParams):
+        raise TypeError(f"{name} must be a jaxgmm.MixtureParams, got {type(params).__name__}")
+    fields = []
+    for fname, value in zip(MixtureParams._fields, params):
+        arr = jnp.asarray(value)
+        if jnp.issubdtype(arr.dtype, jnp.complexfloating) or not (
+                jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
+            raise TypeError(f"{name}.{fname} must be real numbers, got dtype {arr.dtype}")
+        if arr.ndim < 1:
+            raise ValueError(f"{name}.{fname} must have shape (..., K), got a scalar")
+        fields.append(arr.astype(dtype))
+    ks = {f.shape[-1] for f in fields}
+    if len(ks) != 1:
+        shapes = {n: f.shape for n, f in zip(MixtureParams._fields, fields)}
+        raise ValueError(f"{name} fields disagree on the number of components K (last axis): {shapes}")
+    if fields[0].shape[-1] < 1:
+        raise ValueError(f"{name} must have at least one component, got K=0")
+    try:
+        bshape = jnp.broadcast_shapes(*(f.shape for f in fields))
+    except ValueError:
+        shapes = {n: f.shape for n, f in zip(MixtureParams._fields, fields)}
+        raise ValueError(f"{name} fields have batch shapes that do not broadcast: {shapes}") from None
+    params = MixtureParams(*(jnp.broadcast_to(f, bshape) for f in fields))
+    if is_concrete(params):
+        check_param_values(params, name)
+    return params
+
+
+def check_param_values(params: MixtureParams, name: str = "init") -> None:
+    """Raise ``ValueError`` for weights outside the simplex or bad scales."""
+    w = np.asarray(params.weights)
+    s = np.asarray(params.scales)
+    m = np.asarray(params.means)
+    tol = 1e-4 if w.dtype.itemsize <= 4 else 1e-10
+    axes = tuple(range(w.ndim - 1))
+    where = lambda bad: "" if w.ndim == 1 else f" at batch indices {_first_indices(bad)}"
+    bad = ~np.all(np.isfinite(w) & (w >= 0) & (w <= 1), axis=-1)
+    if bad.any():
+        raise ValueError(f"{name}.weights must lie in [0, 1]{where(bad)}")
+    bad = np.abs(w.sum(-1) - 1) > tol * w.shape[-1]
+    if bad.any():
+        raise ValueError(f"{name}.weights must sum to 1 (within {tol:g} per component), "
+                         f"got sums {np.unique(w.sum(-1)[bad])[:5]}{where(bad)}")
+    bad = ~np.all(np.isfinite(m), axis=-1)
+    if bad.any():
+        raise ValueError(f"{name}.means must be finite{where(bad)}")
+    bad = ~np.all(np.isfinite(s) & (s > 0), axis=-1)
+    if bad.any():
+        raise ValueError(f"{name}.scales must be positive and finite{where(bad)}")
+    del axes
+
+
+def as_sample_weight(sample_weight, x):
+    """Validate observation weights against data ``x``; returns an array or None."""
+    if sample_weight is None:
+        return None
+    w = jnp.asarray(sample_weight)
+    if jnp.issubdtype(w.dtype, jnp.complexfloating) or not (
+            jnp.issubdtype(w.dtype, jnp.number) or w.dtype == jnp.bool_):
+        raise TypeError(f"sample_weight must be real numbers, got dtype {w.dtype}")
+    if w.ndim < 1 or w.shape[-1] != x.shape[-1]:
+        raise ValueError(f"sample_weight must have shape (..., n) with n={x.shape[-1]} "
+                         f"matching x of shape {x.shape}, got shape {w.shape}")
+    try:
+        jnp.broadcast_shapes(w.shape[:-1], x.shape[:-1])
+    except ValueError:
+        raise ValueError(f"sample_weight batch shape {w.shape[:-1]} does not broadcast "
+                         f"with x batch shape {x.shape[:-1]}") from None
+    w = w.astype(x.dtype)
+    if is_concrete(w):
+        wn = np.asarray(w)
+        bad = ~np.all(np.isfinite(wn) & (wn >= 0), axis=-1)
+        if bad.any():
+            at = "" if wn.ndim == 1 else f" at batch indices {_first_indices(bad)}"
+            raise ValueError(f"sample_weight must be finite and non-negative{at}")
+        bad = ~np.any(wn > 0, axis=-1)
+        if bad.any():
+            at = "" if wn.ndim == 1 else f" at batch indices {_first_indices(bad)}"
+            raise ValueError(f"sample_weight is all zero{at}: no observation to fit")
+    return w
+
+
+def check_data_values(x, sample_weight=None) -> None:
+    """Raise ``ValueError`` naming the datasets that hold NaN or infinite values."""
+    if not is_concrete(x):
+        return
+    finite = jnp.isfinite(x)
+    if sample_weight is not None:  # values with zero weight are absent
+        finite = finite | (sample_weight == 0)
+    bad = ~np.asarray(jnp.all(finite, axis=-1))
+    if bad.any():
+        at = "" if bad.ndim == 0 else f" in datasets at batch indices {_first_indices(bad)}"
+        raise ValueError(f"x contains NaN or infinite values{at}; drop them, or pass "
+                         "nan_policy='omit' to treat them as absent")
+
+
+def check_iteration_args(tol, max_iter) -> None:
+    if tol is not None:
+        t = float(tol)
+        if not (np.isfinite(t) and t >= 0):
+            raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or int(max_iter) < 0:
+        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+    if int(max_iter) > np.iinfo(np.int32).max:
+        raise ValueError(f"max_iter must be < 2**31, got {max_iter!r}")
