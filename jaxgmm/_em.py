@@ -104,7 +104,8 @@ def _responsibilities(x: Array, params: MixtureParams) -> tuple[Array, Array, Ar
         r = 1.0 / (1.0 + e)
         rho1 = jnp.where(q >= 0, r, e * r)
         rho2 = jnp.where(q >= 0, e * r, r)
-        point_ll = a[1] + jnp.maximum(q, 0.0) + jnp.log1p(e)
+        # max(a1, a2), not a2 + max(q, 0): a zero weight makes a2 = -inf, q = +inf.
+        point_ll = jnp.maximum(a[0], a[1]) + jnp.log1p(e)
         return jnp.stack([rho1, rho2]), point_ll, dev
     point_ll = jax.nn.logsumexp(a, axis=0)
     return jnp.exp(a - point_ll[None, :]), point_ll, dev

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from . import _validate
 from ._loop import default_tol, fit_batched
 from ._params import Array, FitResult, MixtureParams, Status
-from ._spec import make_spec
+from ._spec import make_spec, n_free_parameters
 
 DEFAULT_MAX_ITER = 10_000
 DEFAULT_SCALE_FLOOR = 1e-5
@@ -74,19 +74,12 @@ def fit(
     x = _validate.as_data(x)
     init = _validate.as_params(init, x.dtype)
     sample_weight = _validate.as_sample_weight(sample_weight, x)
-    if nan_policy == "omit":
-        present = jnp.isfinite(x)
-        sample_weight = jnp.where(present, 1.0 if sample_weight is None else sample_weight, 0.0).astype(x.dtype)
-        x = jnp.where(present, x, 0.0)
-        _validate.as_sample_weight(sample_weight, x)  # all-missing datasets are an error
-    elif nan_policy == "raise":
-        _validate.check_data_values(x, sample_weight)
-    else:
-        raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
+    _validate.check_batch_shapes(x, sample_weight, init)
+    x, sample_weight = _validate.apply_nan_policy(x, sample_weight, nan_policy)
     _validate.check_iteration_args(tol, max_iter)
-    if not (float(scale_floor) >= 0 and jnp.isfinite(scale_floor)):
-        raise ValueError(f"scale_floor must be a finite number >= 0, got {scale_floor!r}")
+    _validate.check_scale_floor(scale_floor)
     spec = make_spec(fixed, init.means.shape[-1], equal_scales)
+    _validate.check_enough_observations(x, sample_weight, n_free_parameters(spec))
     tol = default_tol(x.dtype) if tol is None else tol
     return fit_batched(
         x, sample_weight, init,

@@ -66,14 +66,24 @@ class Standardiser(NamedTuple):
         if sample_weight is None:
             total = jnp.asarray(n, x.dtype)
             n_present = total
-            centre = jnp.mean(x)
-            var = jnp.mean(jnp.square(x - centre))
+            mean = jnp.mean
+            largest = lambda v: jnp.max(jnp.abs(v))
         else:
             total = jnp.sum(sample_weight)
             n_present = jnp.sum(sample_weight > 0).astype(x.dtype)
-            centre = jnp.sum(sample_weight * x) / total
-            var = jnp.sum(sample_weight * jnp.square(x - centre)) / total
-        spread = jnp.sqrt(var)
+            mean = lambda v: jnp.sum(sample_weight * v) / total
+            largest = lambda v: jnp.max(jnp.where(sample_weight > 0, jnp.abs(v), 0))
+        # Moments of data rescaled by a power of two near their largest magnitude
+        # (exact in floating point): squares of data ~1e-30 would underflow in
+        # float32, and sums of data ~1e30 overflow.
+        _, e = jnp.frexp(largest(x))
+        centre = jnp.ldexp(mean(jnp.ldexp(x, -e)), e)
+        dev = x - centre
+        _, e = jnp.frexp(largest(dev))
+        dev = jnp.ldexp(dev, -e)
+        # The centre is rounded to the data's precision (1e6 + N(0, 1) in float32
+        # has a centre off by up to 0.03 sd); take its residual offset out.
+        spread = jnp.ldexp(jnp.sqrt(jnp.maximum(mean(jnp.square(dev)) - jnp.square(mean(dev)), 0)), e)
         # Constant or broken data: fall back to the identity map; the fit then
         # reports the problem through its status instead of dividing by zero.
         spread = jnp.where(jnp.isfinite(spread) & (spread > 0), spread, 1.0).astype(x.dtype)
@@ -128,6 +138,10 @@ def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standa
     final = sufficient_stats(x_std, state.params, sample_weight, second_moments=False)
     params = state.params
     finite = state.finite & _all_finite(params) & jnp.isfinite(final.loglik)
+    if sample_weight is not None:
+        # Negative weights can only arrive traced (the eager boundary rejects
+        # them); the "fit" is then no likelihood fit at all, so flag it.
+        finite = finite & jnp.all(sample_weight >= 0)
     any_free = [not (a and b and c) for a, b, c in
                 zip(spec.fixed_weights, spec.fixed_means, spec.fixed_scales)]
     empty = jnp.any(jnp.asarray(any_free) & (final.count <= std.min_count))

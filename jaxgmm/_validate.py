@@ -57,7 +57,9 @@ def as_data(x, name: str = "x"):
         raise ValueError(f"{name} must have shape (..., n) with at least one axis, got a scalar")
     if x.shape[-1] == 0:
         raise ValueError(f"{name} has no observations: shape {x.shape} (the last axis is n)")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize < 4:
+        # Integers and booleans become JAX's default float; float16/bfloat16 are
+        # too coarse for EM's sums and become float32.
         x = x.astype(float_dtype_for(x))
     return x
 
@@ -160,12 +162,103 @@ def check_data_values(x, sample_weight=None) -> None:
                          "nan_policy='omit' to treat them as absent")
 
 
+def _concrete_number(value, name: str, kind=float):
+    """``value`` as a Python number, or None when it is traced (unknown until run time)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    arr = np.asarray(value)
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)
+                                     or (kind is float and np.issubdtype(arr.dtype, np.floating))):
+        expected = "a real number" if kind is float else "an integer"
+        raise TypeError(f"{name} must be {expected}, got {value!r} of type {type(value).__name__}")
+    return arr.item()
+
+
 def check_iteration_args(tol, max_iter) -> None:
-    if tol is not None:
-        t = float(tol)
-        if not (np.isfinite(t) and t >= 0):
-            raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    if isinstance(max_iter, bool) or int(max_iter) != max_iter or int(max_iter) < 0:
+    """Range checks for ``tol`` (finite, >= 0) and ``max_iter`` (integer in [0, 2**31))."""
+    t = None if tol is None else _concrete_number(tol, "tol")
+    if t is not None and not (np.isfinite(t) and t >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if isinstance(max_iter, (float, np.floating)) and float(max_iter).is_integer():
+        max_iter = int(max_iter)  # 100.0 is an acceptable way to write 100
+    m = _concrete_number(max_iter, "max_iter", kind=int)
+    if m is not None and m < 0:
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
-    if int(max_iter) > np.iinfo(np.int32).max:
+    if m is not None and m > np.iinfo(np.int32).max:
         raise ValueError(f"max_iter must be < 2**31, got {max_iter!r}")
+
+
+def check_scale_floor(scale_floor) -> None:
+    f = _concrete_number(scale_floor, "scale_floor")
+    if f is not None and not (np.isfinite(f) and 0 <= f < 1):
+        raise ValueError(f"scale_floor must be a finite number in [0, 1) (a fraction of the "
+                         f"data's standard deviation), got {scale_floor!r}")
+
+
+def apply_nan_policy(x, sample_weight, nan_policy: str):
+    """``"raise"``: reject NaN/inf in ``x``; ``"omit"``: give them weight 0.
+
+    Returns ``(x, sample_weight)``; with ``"omit"`` the non-finite values are
+    replaced by 0 (they are absent, but must not poison the sums) and
+    ``sample_weight`` is always an array.
+    """
+    if nan_policy == "raise":
+        check_data_values(x, sample_weight)
+        if sample_weight is not None and (
+                not is_concrete(x, sample_weight) or not bool(jnp.all(jnp.isfinite(x)))):
+            # Values with weight 0 are absent: whatever they hold (NaN, inf) must
+            # not reach the sums, where 0 * NaN would poison the whole fit.
+            x = jnp.where(sample_weight > 0, x, 0).astype(x.dtype)
+        return x, sample_weight
+    if nan_policy != "omit":
+        raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
+    present = jnp.isfinite(x)
+    ones = jnp.ones((), x.dtype) if sample_weight is None else sample_weight
+    sample_weight = jnp.where(present, ones, 0).astype(x.dtype)
+    x = jnp.where(present, x, 0).astype(x.dtype)
+    if is_concrete(sample_weight):
+        bad = ~np.any(np.asarray(sample_weight) > 0, axis=-1)
+        if bad.any():
+            at = "" if bad.ndim == 0 else f" at batch indices {_first_indices(bad)}"
+            raise ValueError(f"x has no finite observation with positive weight{at} "
+                             "after nan_policy='omit': nothing to fit")
+    return x, sample_weight
+
+
+def check_batch_shapes(x, sample_weight, init: MixtureParams) -> None:
+    """The batch shapes (all axes but the last) of ``x``, ``sample_weight`` and ``init`` must broadcast."""
+    shapes = {"x": x.shape[:-1], "init": init.means.shape[:-1]}
+    if sample_weight is not None:
+        shapes["sample_weight"] = sample_weight.shape[:-1]
+    try:
+        jnp.broadcast_shapes(*shapes.values())
+    except ValueError:
+        got = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise ValueError(
+            "batch shapes do not broadcast: x has shape (..., n), init fields (..., K), "
+            f"and their leading (batch) axes must broadcast like NumPy's; got batch shapes {got} "
+            f"(full shapes: x {x.shape}, init {init.means.shape}"
+            + ("" if sample_weight is None else f", sample_weight {sample_weight.shape}") + ")"
+        ) from None
+
+
+def check_enough_observations(x, sample_weight, n_free: int) -> None:
+    """Raise when a dataset has fewer observations (with positive weight) than free parameters."""
+    if sample_weight is None:
+        n = x.shape[-1]
+        if n < n_free:
+            raise ValueError(f"x has n={n} observations (last axis of shape {x.shape}), fewer "
+                             f"than the {n_free} free parameters of the model; fix some "
+                             "parameters or use fewer components")
+        return
+    if not is_concrete(sample_weight):
+        return
+    counts = np.sum(np.asarray(sample_weight) > 0, axis=-1)
+    bad = counts < n_free
+    if bad.any():
+        at = "" if bad.ndim == 0 else f" in datasets at batch indices {_first_indices(bad)}"
+        raise ValueError(f"too few observations with positive weight{at}: "
+                         f"{int(np.min(counts))} < {n_free} free parameters of the model; "
+                         "fix some parameters or use fewer components")
