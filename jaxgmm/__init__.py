@@ -15,25 +15,57 @@ from ._em import log_likelihood as log_likelihood
 from ._em import m_step as m_step
 from ._fit import best_of as best_of
 from ._fit import fit as fit
+from ._inference import ModelChoice as ModelChoice
+from ._inference import aic as aic
+from ._inference import bic as bic
+from ._inference import confidence_intervals as confidence_intervals
+from ._inference import covariance as covariance
+from ._inference import n_parameters as n_parameters
+from ._inference import select_components as select_components
+from ._inference import standard_errors as standard_errors
 from ._init import init_params as init_params
 from ._loop import default_tol as default_tol
 from ._params import FitResult as FitResult
 from ._params import MixtureParams as MixtureParams
 from ._params import Status as Status
 from ._simulate import sample as sample
+from ._study import BootstrapResult as BootstrapResult
+from ._study import GridResult as GridResult
+from ._study import MonteCarloResult as MonteCarloResult
+from ._study import Summary as Summary
+from ._study import bootstrap as bootstrap
+from ._study import monte_carlo as monte_carlo
+from ._study import monte_carlo_grid as monte_carlo_grid
+from ._study import simulate_replicates as simulate_replicates
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BootstrapResult",
     "FitResult",
+    "GridResult",
     "MixtureParams",
+    "ModelChoice",
+    "MonteCarloResult",
     "Status",
+    "Summary",
+    "aic",
     "best_of",
+    "bic",
+    "bootstrap",
+    "confidence_intervals",
+    "covariance",
     "default_tol",
     "e_step",
     "fit",
     "init_params",
     "log_likelihood",
     "m_step",
+    "monte_carlo",
+    "monte_carlo_grid",
+    "n_parameters",
     "sample",
+    "select_components",
+    "simulate_replicates",
+    "standard_errors",
 ]

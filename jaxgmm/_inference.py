@@ -1,0 +1,330 @@
+"""Inference after a fit: observed-information standard errors, Wald intervals,
+AIC/BIC and choosing the number of components.
+
+Standard errors come from the Hessian of the log-likelihood *at the estimate*,
+taken by autodiff of :func:`jaxgmm.log_likelihood`; the EM loop is never
+differentiated.  The Hessian is taken with respect to the free parameters only,
+in coordinates that respect the model's constraints:
+
+* free weights: with ``F`` free weights sharing the mass ``m = 1 - sum(fixed
+  weights)``, the coordinates are the first ``F - 1`` free weights and the last
+  free weight is ``m`` minus the others.  Its standard error (and every
+  covariance) follows by the delta method, which for this linear map is exact.
+  With a single free weight there is nothing to estimate: it equals ``m``.
+* free means and free scales (standard deviations) are coordinates themselves;
+  with ``equal_scales`` the one common scale is a single coordinate.
+
+The covariance ``(-H)^{-1}`` of those coordinates is mapped to all ``3K``
+entries of :class:`MixtureParams` by the Jacobian of the (linear) map from
+coordinates to parameters, so every weight gets a standard error and fixed
+entries get exactly 0 (a known constant has no sampling variance).  The Hessian
+is computed for data standardised by their own mean and standard deviation, and
+mapped back, so float32 stays accurate for data far from zero.  When ``-H`` is
+not positive definite (the point is not a local maximum: a degenerate or
+unconverged fit) the standard errors are NaN.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from . import _validate
+from ._batching import broadcast_vmap
+from ._em import ModelSpec, log_likelihood
+from ._fit import best_of, fit
+from ._init import init_params
+from ._params import Array, FitResult, MixtureParams
+from ._spec import make_spec, n_free_parameters
+
+
+# --------------------------------------------------------------------------- #
+# Coordinates of the free parameters
+# --------------------------------------------------------------------------- #
+def _free_weight_index(spec: ModelSpec) -> tuple:
+    return tuple(k for k, f in enumerate(spec.fixed_weights) if not f)
+
+
+def _coordinate_layout(spec: ModelSpec):
+    """Static layout: (weight coordinate indices, mean indices, scale indices, tied)."""
+    free_w = _free_weight_index(spec)
+    w_coords = free_w[:-1]  # the last free weight is the remaining mass
+    m_coords = tuple(k for k, f in enumerate(spec.fixed_means) if not f)
+    s_free = tuple(k for k, f in enumerate(spec.fixed_scales) if not f)
+    tied = bool(spec.equal_scales and s_free)
+    s_coords = (0,) if tied else s_free
+    return w_coords, m_coords, s_coords, tied
+
+
+def n_coordinates(spec: ModelSpec) -> int:
+    w, m, s, _ = _coordinate_layout(spec)
+    return len(w) + len(m) + len(s)
+
+
+def _pack(params: MixtureParams, spec: ModelSpec) -> Array:
+    w, m, s, _ = _coordinate_layout(spec)
+    parts = [params.weights[jnp.asarray(w, jnp.int32)],
+             params.means[jnp.asarray(m, jnp.int32)],
+             params.scales[jnp.asarray(s, jnp.int32)]]
+    return jnp.concatenate(parts)
+
+
+def _unpack(theta: Array, base: MixtureParams, spec: ModelSpec) -> MixtureParams:
+    """Parameters from coordinates ``theta``; fixed entries are taken from ``base``."""
+    w_idx, m_idx, s_idx, tied = _coordinate_layout(spec)
+    i = 0
+    weights = base.weights
+    free_w = _free_weight_index(spec)
+    if len(free_w) >= 2:
+        fixed_w = jnp.asarray(spec.fixed_weights)
+        mass = 1.0 - jnp.sum(jnp.where(fixed_w, base.weights, 0.0))
+        tw = theta[i:i + len(w_idx)]
+        i += len(w_idx)
+        weights = weights.at[jnp.asarray(w_idx)].set(tw)
+        weights = weights.at[free_w[-1]].set(mass - jnp.sum(tw))
+    means = base.means
+    if m_idx:
+        means = means.at[jnp.asarray(m_idx)].set(theta[i:i + len(m_idx)])
+        i += len(m_idx)
+    scales = base.scales
+    if tied:
+        scales = jnp.where(jnp.asarray(spec.fixed_scales), scales, theta[i])
+    elif s_idx:
+        scales = scales.at[jnp.asarray(s_idx)].set(theta[i:i + len(s_idx)])
+    return MixtureParams(weights, means, scales)
+
+
+def _standardiser(x: Array, sample_weight: Optional[Array]):
+    if sample_weight is None:
+        centre = jnp.mean(x)
+        spread = jnp.sqrt(jnp.mean(jnp.square(x - centre)))
+    else:
+        total = jnp.sum(sample_weight)
+        centre = jnp.sum(sample_weight * x) / total
+        spread = jnp.sqrt(jnp.sum(sample_weight * jnp.square(x - centre)) / total)
+    spread = jnp.where(jnp.isfinite(spread) & (spread > 0), spread, 1.0)
+    return centre, spread
+
+
+def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) -> Array:
+    """``(3K, 3K)`` covariance of (weights, means, scales) for one dataset."""
+    k = spec.n_components
+    p = n_coordinates(spec)
+    if p == 0:
+        return jnp.zeros((3 * k, 3 * k), x.dtype)
+    centre, spread = _standardiser(x, sample_weight)
+    x_std = (x - centre) / spread
+    base = MixtureParams(params.weights, (params.means - centre) / spread, params.scales / spread)
+
+    def loglik(theta):
+        return log_likelihood(x_std, _unpack(theta, base, spec), sample_weight)
+
+    def flat(theta):
+        return jnp.concatenate(list(_unpack(theta, base, spec)))
+
+    theta = _pack(base, spec)
+    neg_hess = -jax.hessian(loglik)(theta)
+    neg_hess = 0.5 * (neg_hess + neg_hess.T)
+    jac = jax.jacfwd(flat)(theta)  # (3K, p); constant: the map is linear
+    # Back to the user's units: means and scales scale with the data.
+    unit = jnp.concatenate([jnp.ones((k,), x.dtype), jnp.full((2 * k,), spread, x.dtype)])
+    jac = jac * unit[:, None]
+    # cov = J (-H)^{-1} J^T = A^T A with A = L^{-1} J^T, -H = L L^T.  The Cholesky
+    # factor is NaN when -H is not positive definite, and so is the result.
+    chol = jnp.linalg.cholesky(neg_hess)
+    a = solve_triangular(chol, jac.T, lower=True)
+    return a.T @ a
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _covariance_batched(x, sample_weight, params, spec):
+    mapped, args = broadcast_vmap(
+        lambda x_, w_, p_: _covariance_one(x_, w_, p_, spec), (x, sample_weight, params), (1, 1, 1))
+    return mapped(*args)
+
+
+def _prepare(x, result_or_params, sample_weight):
+    params = result_or_params.params if isinstance(result_or_params, FitResult) else result_or_params
+    x = _validate.as_data(x)
+    params = _validate.as_params(params, x.dtype, name="params")
+    sample_weight = _validate.as_sample_weight(sample_weight, x)
+    return x, params, sample_weight
+
+
+def covariance(x, result_or_params, *, fixed=(), equal_scales: bool = False, sample_weight=None) -> Array:
+    """Observed-information covariance of all ``3K`` parameters.
+
+    Same arguments as :func:`standard_errors`. Returns an array of shape
+    ``batch + (3K, 3K)`` ordered as ``concatenate([weights, means, scales])``;
+    rows and columns of fixed entries are 0, and the weights' block has rows
+    summing to 0 (the weights sum to one).
+    """
+    x, params, sample_weight = _prepare(x, result_or_params, sample_weight)
+    spec = make_spec(fixed, params.means.shape[-1], equal_scales)
+    return _covariance_batched(x, sample_weight, params, spec)
+
+
+def standard_errors(
+    x, result_or_params, *, fixed=(), equal_scales: bool = False, sample_weight=None
+) -> MixtureParams:
+    """Observed-information standard errors of a fit, for one dataset or a batch.
+
+    Args:
+      x: the data the model was fitted to, shape ``(..., n)``.
+      result_or_params: a :class:`FitResult` or :class:`MixtureParams` (the
+        estimate), batch shape broadcasting with ``x``'s as in :func:`jaxgmm.fit`.
+      fixed, equal_scales: the model that was fitted, as given to
+        :func:`jaxgmm.fit`; they decide which parameters are free.
+      sample_weight: the observation weights used in the fit, if any.
+
+    Returns:
+      :class:`MixtureParams` of standard errors with the broadcast batch shape.
+      Entries of fixed parameters are exactly ``0``; a weight that the
+      constraint determines (the only free weight) is 0 as well. NaN means the
+      observed information was not positive definite at this point (e.g. a
+      degenerate fit).
+
+    The Hessian of the log-likelihood is taken by autodiff at the estimate (see
+    the module docstring for the parametrisation of the weights); the estimate
+    should be a converged maximum. Jittable and vmappable.
+    """
+    cov = covariance(x, result_or_params, fixed=fixed, equal_scales=equal_scales,
+                     sample_weight=sample_weight)
+    var = jnp.diagonal(cov, axis1=-2, axis2=-1)
+    se = jnp.sqrt(jnp.maximum(var, 0.0))
+    se = jnp.where(jnp.isnan(var), jnp.nan, se)
+    k = cov.shape[-1] // 3
+    return MixtureParams(se[..., :k], se[..., k:2 * k], se[..., 2 * k:])
+
+
+def normal_quantile(level: float) -> float:
+    """Two-sided standard-normal critical value, e.g. 1.95996... for ``level=0.95``."""
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(0.5 + float(level) / 2.0)
+
+
+def confidence_intervals(
+    result_or_params, se: MixtureParams, level: float = 0.95
+) -> tuple[MixtureParams, MixtureParams]:
+    """Wald intervals ``estimate -/+ z * se``; returns ``(lower, upper)`` MixtureParams.
+
+    Plain Wald intervals, not clipped to the parameter space (a weight's interval
+    may cross 0 or 1 when the weight is near the boundary; use
+    :func:`jaxgmm.bootstrap` percentile intervals there). Fixed entries (se 0)
+    give zero-width intervals.
+    """
+    params = result_or_params.params if isinstance(result_or_params, FitResult) else result_or_params
+    z = normal_quantile(level)
+    lower = MixtureParams(*(jnp.asarray(p) - z * jnp.asarray(s) for p, s in zip(params, se)))
+    upper = MixtureParams(*(jnp.asarray(p) + z * jnp.asarray(s) for p, s in zip(params, se)))
+    return lower, upper
+
+
+# --------------------------------------------------------------------------- #
+# Information criteria and the number of components
+# --------------------------------------------------------------------------- #
+def n_parameters(n_components: int, *, fixed=(), equal_scales: bool = False) -> int:
+    """Number of free parameters of a ``K``-component model (for AIC/BIC).
+
+    ``K`` free weights count ``K - 1`` (they sum to one); with some weights fixed
+    the ``F`` free ones count ``F - 1``; equal scales count once; fixed entries
+    not at all. E.g. the textbook model (scales known, K = 2) has 3.
+    """
+    return n_free_parameters(make_spec(fixed, int(n_components), equal_scales))
+
+
+def _loglik_of(result_or_loglik):
+    if isinstance(result_or_loglik, FitResult):
+        return jnp.asarray(result_or_loglik.loglik)
+    return jnp.asarray(result_or_loglik)
+
+
+def aic(result_or_loglik, n_params: int) -> Array:
+    """Akaike's criterion ``2 p - 2 loglik`` (smaller is better)."""
+    return 2.0 * n_params - 2.0 * _loglik_of(result_or_loglik)
+
+
+def bic(result_or_loglik, n_params: int, n_obs) -> Array:
+    """Schwarz's criterion ``p log(n) - 2 loglik`` (smaller is better).
+
+    ``n_obs`` is the number of observations (the sum of the weights when the fit
+    used ``sample_weight``). Note mclust reports the negative of this.
+    """
+    n_obs = jnp.asarray(n_obs)
+    return n_params * jnp.log(n_obs.astype(_loglik_of(result_or_loglik).dtype)) - 2.0 * _loglik_of(result_or_loglik)
+
+
+class ModelChoice(NamedTuple):
+    """Result of :func:`select_components`; arrays have a leading axis over ``K``.
+
+    Attributes:
+      n_components: ``(1, 2, ..., Kmax)``.
+      loglik, aic, bic: shape ``(Kmax,) + batch``.
+      n_params: free-parameter count per ``K``.
+      results: the best-of-restarts :class:`FitResult` for each ``K`` (a tuple:
+        their parameter shapes differ).
+    """
+
+    n_components: tuple
+    loglik: Array
+    n_params: tuple
+    aic: Array
+    bic: Array
+    results: tuple
+
+    @property
+    def best_aic(self) -> Array:
+        """``K`` with the smallest AIC (per dataset)."""
+        return jnp.argmin(self.aic, axis=0) + 1
+
+    @property
+    def best_bic(self) -> Array:
+        """``K`` with the smallest BIC (per dataset)."""
+        return jnp.argmin(self.bic, axis=0) + 1
+
+
+def select_components(
+    key: Array,
+    x,
+    max_components: int,
+    *,
+    n_starts: int = 10,
+    method: str = "kmeans++",
+    equal_scales: bool = False,
+    sample_weight=None,
+    **fit_kwargs,
+) -> ModelChoice:
+    """Fit ``K = 1..max_components`` with restarts and report loglik, AIC and BIC.
+
+    For each ``K``: ``n_starts`` starts from :func:`jaxgmm.init_params`, one
+    batched :func:`jaxgmm.fit`, and :func:`jaxgmm.best_of`. All parameters are
+    free (optionally with ``equal_scales``); ``x`` may be a batch ``(..., n)``.
+    Extra keyword arguments go to :func:`jaxgmm.fit`.
+    """
+    kmax = int(max_components)
+    if kmax < 1:
+        raise ValueError(f"max_components must be >= 1, got {max_components!r}")
+    if int(n_starts) < 1:
+        raise ValueError(f"n_starts must be >= 1, got {n_starts!r}")
+    x = _validate.as_data(x)
+    w = _validate.as_sample_weight(sample_weight, x)
+    n_obs = x.shape[-1] if w is None else jnp.sum(jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape)), -1)
+    results, lls, ps, aics, bics = [], [], [], [], []
+    for k in range(1, kmax + 1):
+        starts = init_params(jax.random.fold_in(key, k), x, k, method=method, n_starts=int(n_starts),
+                             sample_weight=w)
+        res = best_of(fit(x, starts, equal_scales=equal_scales, sample_weight=w, **fit_kwargs), axis=0)
+        p = n_parameters(k, equal_scales=equal_scales)
+        results.append(res)
+        lls.append(res.loglik)
+        ps.append(p)
+        aics.append(aic(res, p))
+        bics.append(bic(res, p, n_obs))
+    return ModelChoice(tuple(range(1, kmax + 1)), jnp.stack(lls), tuple(ps),
+                       jnp.stack(aics), jnp.stack(bics), tuple(results))
