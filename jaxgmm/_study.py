@@ -74,15 +74,17 @@ def spec_mask(spec: ModelSpec) -> MixtureParams:
     return MixtureParams(tuple(spec.fixed_weights), tuple(spec.fixed_means), tuple(spec.fixed_scales))
 
 
-def free_mask(spec: ModelSpec) -> MixtureParams:
-    """Which entries are estimated (and so get a row in a summary).
+def free_mask(spec: ModelSpec, all_weights: bool = False) -> MixtureParams:
+    """Which entries are free coordinates of the model (the rows of a summary).
 
-    A weight is estimated when at least two weights are free (one free weight is
-    pinned by the constraint); with ``equal_scales`` only the first scale is
-    listed, the others being the same number.
+    As in :func:`jaxgmm.n_parameters`: of ``F >= 2`` free weights the first
+    ``F - 1`` (the last is one minus the others; ``all_weights=True`` lists it
+    too), none when ``F = 1``; with ``equal_scales`` only the first scale, the
+    others being the same number.
     """
-    n_free_w = spec.fixed_weights.count(False)
-    weights = tuple((not f) and n_free_w >= 2 for f in spec.fixed_weights)
+    free_w = [k for k, f in enumerate(spec.fixed_weights) if not f]
+    listed = free_w if (all_weights and len(free_w) >= 2) else free_w[:-1]
+    weights = tuple(k in listed for k in range(spec.n_components))
     means = tuple(not f for f in spec.fixed_means)
     if spec.equal_scales:
         scales = tuple((not f) and k == 0 for k, f in enumerate(spec.fixed_scales))
@@ -420,7 +422,8 @@ class MonteCarloResult:
     def converged(self) -> np.ndarray:
         return self.status == Status.CONVERGED
 
-    def summary(self, *, level: float = 0.95, converged_only: bool = True) -> Summary:
+    def summary(self, *, level: float = 0.95, converged_only: bool = True,
+                all_weights: bool = False) -> Summary:
         """Bias, spread and coverage for every free parameter.
 
         Columns: ``true``, ``mean`` (mean estimate), ``bias``, ``mcse_bias``
@@ -429,8 +432,18 @@ class MonteCarloResult:
         ``coverage`` (share of Wald intervals ``est -/+ z se`` at ``level`` that
         contain the truth) and ``converged`` (share of all replicates that
         converged). By default statistics use the ``m`` converged replicates only.
+
+        Rows: the free coordinates (as many as :func:`jaxgmm.n_parameters`
+        counts): of the free weights all but the last, which is one minus the
+        others (``all_weights=True`` adds it), the free means and the free
+        scales (one ``sigma`` row with ``equal_scales``).
         """
-        return summarise(self.truth, self.estimates, self.se, self.status, self.free,
+        free = self.free
+        if all_weights:
+            spec = make_spec(MixtureParams(*(np.asarray(self.design["fixed"][f], bool) for f in FIELDS)),
+                             len(np.asarray(self.truth.means)), bool(self.design.get("equal_scales")))
+            free = free._replace(weights=np.asarray(free_mask(spec, all_weights=True).weights))
+        return summarise(self.truth, self.estimates, self.se, self.status, free,
                          level=level, converged_only=converged_only,
                          equal_scales=bool(self.design.get("equal_scales", False)))
 
