@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from . import _validate
 from ._loop import default_tol, fit_batched
+from ._em import ModelSpec
 from ._params import Array, FitResult, MixtureParams, Status
 from ._spec import make_spec, n_free_parameters
 
@@ -71,6 +72,21 @@ def fit(
     The computation follows the data's float dtype; the library never enables
     float64 by itself (set ``JAX_ENABLE_X64=1`` or ``jax.config`` for that).
     """
+    args = prepare_fit(x, init, fixed=fixed, equal_scales=equal_scales, tol=tol, max_iter=max_iter,
+                       sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy)
+    return fit_batched(*args.arrays, spec=args.spec)
+
+
+class FitArgs(NamedTuple):
+    """Validated, converted arguments of :func:`fit` for the compiled driver."""
+
+    arrays: tuple  # (x, sample_weight, init, tol, max_iter, scale_floor)
+    spec: ModelSpec
+
+
+def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEFAULT_MAX_ITER,
+                sample_weight=None, scale_floor=DEFAULT_SCALE_FLOOR, nan_policy="raise") -> FitArgs:
+    """All of :func:`fit`'s checks and conversions, shared by every driver."""
     x = _validate.as_data(x)
     init = _validate.as_params(init, x.dtype)
     sample_weight = _validate.as_sample_weight(sample_weight, x)
@@ -81,10 +97,9 @@ def fit(
     spec = make_spec(fixed, init.means.shape[-1], equal_scales)
     _validate.check_enough_observations(x, sample_weight, n_free_parameters(spec))
     tol = default_tol(x.dtype) if tol is None else tol
-    return fit_batched(
-        x, sample_weight, init,
-        jnp.asarray(tol, x.dtype), jnp.asarray(max_iter, jnp.int32),
-        jnp.asarray(scale_floor, x.dtype), spec=spec)
+    arrays = (x, sample_weight, init, jnp.asarray(tol, x.dtype), jnp.asarray(max_iter, jnp.int32),
+              jnp.asarray(scale_floor, x.dtype))
+    return FitArgs(arrays, spec)
 
 
 def _healthy_first_score(result: FitResult) -> Array:
