@@ -28,6 +28,9 @@ from ._loop import default_tol as default_tol
 from ._params import FitResult as FitResult
 from ._params import MixtureParams as MixtureParams
 from ._params import Status as Status
+from ._sharding import batch_mesh as batch_mesh
+from ._sharding import data_sharding as data_sharding
+from ._sharding import fit_sharded as fit_sharded
 from ._simulate import sample as sample
 from ._study import BootstrapResult as BootstrapResult
 from ._study import GridResult as GridResult
@@ -50,14 +53,17 @@ __all__ = [
     "Status",
     "Summary",
     "aic",
+    "batch_mesh",
     "best_of",
     "bic",
     "bootstrap",
     "confidence_intervals",
     "covariance",
+    "data_sharding",
     "default_tol",
     "e_step",
     "fit",
+    "fit_sharded",
     "init_params",
     "log_likelihood",
     "m_step",

@@ -1,0 +1,120 @@
+"""Spreading fits over devices with JAX's own machinery (meshes, ``shard_map``).
+
+Two ways to use several devices (all the local GPUs, CPU devices made with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``, or every device of a
+``jax.distributed`` job):
+
+* **Many fits** — :func:`fit_sharded` splits the batch axis over a 1-D mesh. Each
+  device runs its own ``while_loop`` over its share (``shard_map``), so a slow fit
+  on one device never makes the others iterate, and no collective runs per
+  iteration. Uneven batches are padded with copies of the last fit and the
+  padding dropped.
+* **One huge dataset** — place ``x`` with a sharding over its observation axis,
+  e.g. ``jax.device_put(x, NamedSharding(mesh, P("data")))``, and call
+  :func:`jaxgmm.fit` as usual: XLA partitions the E-pass so every device reduces
+  its own part and only the ``O(K)`` sufficient statistics are all-reduced.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ._batching import batch_shape_of
+from ._fit import prepare_fit
+from ._loop import fit_batched
+from ._params import FitResult, MixtureParams
+
+BATCH_AXIS = "batch"
+
+
+def batch_mesh(devices: Optional[Sequence[jax.Device]] = None, axis_name: str = BATCH_AXIS) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all devices, of every process)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    return Mesh(devices, (axis_name,))
+
+
+def _flatten_batch(arg, core_ndim: int, batch: tuple, padded: int):
+    """Reshape an argument with the full batch shape to ``(padded, *core)``.
+
+    Returns ``(array_or_tree, sharded)``; arguments without batch axes stay as they
+    are and are replicated on every device (one dataset fitted from many starts is
+    not copied per start on the host, only once per device).
+    """
+    if arg is None:
+        return None, False
+    own = batch_shape_of(arg, core_ndim)
+    if math.prod(own) == 1:
+        return jax.tree_util.tree_map(lambda a: a.reshape(a.shape[a.ndim - core_ndim:]), arg), False
+    size = math.prod(batch)
+
+    def flat(a):
+        a = jnp.broadcast_to(a, batch + a.shape[a.ndim - core_ndim:])
+        a = a.reshape((size,) + a.shape[len(batch):])
+        # Pad with copies of the last fit: valid inputs, so the padding cannot
+        # produce warnings or NaN; it is dropped afterwards.
+        return jnp.concatenate([a, jnp.repeat(a[-1:], padded - size, axis=0)]) if padded > size else a
+
+    return jax.tree_util.tree_map(flat, arg), True
+
+
+def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
+                devices: Optional[Sequence[jax.Device]] = None, **fit_kwargs) -> FitResult:
+    """:func:`jaxgmm.fit` with the batch spread over several devices.
+
+    Args:
+      x, init: as for :func:`jaxgmm.fit`; their batch shapes broadcast.
+      mesh: a 1-D :class:`jax.sharding.Mesh` to spread the fits over; by default
+        one over ``devices``.
+      devices: devices for the default mesh (default: ``jax.devices()``).
+      **fit_kwargs: every other option of :func:`jaxgmm.fit`, with the same checks.
+
+    Returns:
+      The same :class:`FitResult` as ``fit`` (up to float rounding of a different
+      compilation), with the broadcast batch shape, its arrays sharded over the
+      mesh along the flattened batch.
+    """
+    if mesh is None:
+        mesh = batch_mesh(devices)
+    elif devices is not None:
+        raise ValueError("pass either mesh or devices, not both")
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"fit_sharded needs a 1-D mesh, got axes {mesh.axis_names}")
+    axis = mesh.axis_names[0]
+    n_dev = mesh.devices.size
+    args = prepare_fit(x, init, **fit_kwargs)
+    x, weight, init, tol, max_iter, floor = args.arrays
+    batch = tuple(jnp.broadcast_shapes(batch_shape_of(x, 1), batch_shape_of(init, 1),
+                                       batch_shape_of(weight, 1) if weight is not None else ()))
+    size = math.prod(batch)
+    padded = -(-size // n_dev) * n_dev
+    x, x_sh = _flatten_batch(x, 1, batch, padded)
+    weight, w_sh = _flatten_batch(weight, 1, batch, padded)
+    init, i_sh = _flatten_batch(init, 1, batch, padded)
+    if not (x_sh or w_sh or i_sh):  # a single fit: nothing to spread
+        init = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (padded,) + a.shape), init)
+        i_sh = True
+
+    spec = lambda sharded: P(axis) if sharded else P()
+
+    def local(x_, w_, p_, tol_, it_, fl_):
+        return fit_batched(x_, w_, p_, tol_, it_, fl_, spec=args.spec)
+
+    run = jax.jit(jax.shard_map(
+        local, mesh=mesh,
+        in_specs=(spec(x_sh), spec(w_sh), spec(i_sh), P(), P(), P()),
+        out_specs=P(axis), check_vma=False))
+    out = run(x, weight, init, tol, max_iter, floor)
+    return jax.tree_util.tree_map(lambda a: a[:size].reshape(batch + a.shape[1:]), out)
+
+
+def data_sharding(mesh: Mesh, axis_name: Optional[str] = None) -> NamedSharding:
+    """Sharding that splits the observation (last) axis of one dataset over ``mesh``."""
+    return NamedSharding(mesh, P(axis_name or mesh.axis_names[0]))

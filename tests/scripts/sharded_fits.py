@@ -1,0 +1,57 @@
+"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=4 (see test_sharding.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import jaxgmm
+from jaxgmm import MixtureParams
+
+assert jax.device_count() == 4, jax.devices()
+dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+eps = float(jnp.finfo(dtype).eps)
+truth = MixtureParams(jnp.array([0.2, 0.8], dtype), jnp.array([0.0, 5.0], dtype), jnp.array([1.0, 2**0.5], dtype))
+start = MixtureParams(jnp.array([0.5, 0.5], dtype), jnp.array([-1.0, 4.0], dtype), jnp.array([1.0, 2**0.5], dtype))
+
+
+def same(a, b, what):
+    """Same fits up to rounding: a different compilation may round differently and so
+    stop one iteration earlier or later, which moves a parameter by less than one
+    step, i.e. by less than tol data standard deviations (here < 10 in size)."""
+    step = jaxgmm.default_tol(dtype) * 10
+    np.testing.assert_array_equal(np.asarray(a.status), np.asarray(b.status), err_msg=what)
+    assert np.all(np.abs(np.asarray(a.n_iter) - np.asarray(b.n_iter)) <= 1), what
+    for name, u, v in zip(MixtureParams._fields, a.params, b.params):
+        assert u.shape == v.shape, (what, name, u.shape, v.shape)
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e3 * eps, atol=step + 1e3 * eps,
+                                   err_msg=f"{what}: {name}")
+    np.testing.assert_allclose(np.asarray(a.loglik), np.asarray(b.loglik), rtol=1e3 * eps, err_msg=what)
+
+
+# Uneven batch (10 fits on 4 devices) with known scales.
+xs = jaxgmm.sample(jax.random.key(0), truth, 500, shape=(10,))
+same(jaxgmm.fit_sharded(xs, start, fixed="scales"), jaxgmm.fit(xs, start, fixed="scales"), "uneven batch")
+# Two batch axes, all free, sample weights.
+xs2 = jaxgmm.sample(jax.random.key(1), truth, 300, shape=(3, 5))
+w = jax.random.uniform(jax.random.key(2), xs2.shape, dtype)
+same(jaxgmm.fit_sharded(xs2, start, sample_weight=w), jaxgmm.fit(xs2, start, sample_weight=w), "2-D batch")
+# Restarts of one dataset: x replicated, starts sharded (7 starts, uneven).
+x = xs[0]
+starts = jaxgmm.init_params(jax.random.key(3), x, 2, n_starts=7)
+same(jaxgmm.fit_sharded(x, starts), jaxgmm.fit(x, starts), "restarts")
+# A subset of devices through an explicit mesh.
+mesh = Mesh(np.array(jax.devices()[:2]), ("fits",))
+same(jaxgmm.fit_sharded(xs, start, mesh=mesh), jaxgmm.fit(xs, start), "2-device mesh")
+# One fit: nothing to spread, still correct.
+same(jaxgmm.fit_sharded(x, start), jaxgmm.fit(x, start), "single fit")
+# One large dataset with its observations split over the devices.
+big = jaxgmm.sample(jax.random.key(4), truth, 40_000)
+data_mesh = Mesh(np.array(jax.devices()), ("data",))
+sharded_big = jax.device_put(big, NamedSharding(data_mesh, P("data")))
+a, b = jaxgmm.fit(sharded_big, start), jaxgmm.fit(big, start)
+assert int(a.status) == int(b.status) == 0
+for u, v in zip(a.params, b.params):  # reduction order differs: sqrt(n) eps scale
+    np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=1e-4 if dtype == jnp.float32 else 1e-10)
+print("OK")
