@@ -102,19 +102,22 @@ def check_param_values(params: MixtureParams, name: str = "init") -> None:
     tol = 1e-4 if w.dtype.itemsize <= 4 else 1e-10
     axes = tuple(range(w.ndim - 1))
     where = lambda bad: "" if w.ndim == 1 else f" at batch indices {_first_indices(bad)}"
+    # The first offending row, as found.
+    got = lambda values, bad: ", got " + str([float(f"{v:.6g}") for v in (
+        values[bad][0] if values.ndim > 1 else values)])
     bad = ~np.all(np.isfinite(w) & (w >= 0) & (w <= 1), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.weights must lie in [0, 1]{where(bad)}")
+        raise ValueError(f"{name}.weights must lie in [0, 1]{where(bad)}{got(w, bad)}")
     bad = np.abs(w.sum(-1) - 1) > tol * w.shape[-1]
     if bad.any():
         raise ValueError(f"{name}.weights must sum to 1 (within {tol:g} per component), "
                          f"got sums {np.unique(w.sum(-1)[bad])[:5]}{where(bad)}")
     bad = ~np.all(np.isfinite(m), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.means must be finite{where(bad)}")
+        raise ValueError(f"{name}.means must be finite{where(bad)}{got(m, bad)}")
     bad = ~np.all(np.isfinite(s) & (s > 0), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.scales must be positive and finite{where(bad)}")
+        raise ValueError(f"{name}.scales must be positive and finite{where(bad)}{got(s, bad)}")
     del axes
 
 
