@@ -32,7 +32,8 @@ def fit(
     """Fit univariate Gaussian mixtures by EM, one dataset or millions at once.
 
     Args:
-      x: observations, shape ``(..., n)``. Integer data are converted to float.
+      x: observations, shape ``(..., n)``. Integer and boolean data are converted
+        to JAX's default float dtype, float16/bfloat16 to float32.
       init: starting :class:`MixtureParams`, fields of shape ``(..., K)``. The
         batch shapes of ``x`` and ``init`` broadcast like NumPy's: ``x`` of shape
         ``(B, n)`` with ``init`` of shape ``(K,)`` fits ``B`` datasets from one
@@ -55,9 +56,20 @@ def fit(
         dataset's (weighted) standard deviation; a fit that ends on the floor is
         reported as ``Status.DEGENERATE``. The scale-free analogue of
         scikit-learn's ``reg_covar``; it removes the unbounded-likelihood spikes of
-        unequal-variance mixtures.
+        unequal-variance mixtures. Must lie in ``[0, 1)``. Constant data (zero
+        standard deviation) use a spread of 1 in the data's units instead, so a fit
+        of them with free scales ends on the floor: ``Status.DEGENERATE``, finite,
+        no exception.
       nan_policy: ``"raise"`` (default) rejects NaN/inf in ``x``; ``"omit"`` treats
         them as absent (weight 0).
+
+    Raises:
+      ValueError, TypeError: on concrete bad input (shapes, dtypes, NaN data, bad
+        starts or weights, fewer observations than free parameters, options out of
+        range); the message names the argument, what was expected and what was
+        found, and for batches the offending dataset indices. Traced values (inside
+        ``jit``/``vmap``) are never raised on: the per-fit ``status`` reports them.
+        The full table is in ``docs/robustness.md``.
 
     Returns:
       :class:`FitResult` with the broadcast batch shape: ``params``, ``loglik``
