@@ -137,7 +137,17 @@ def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) ->
     # factor is NaN when -H is not positive definite, and so is the result.
     chol = jnp.linalg.cholesky(neg_hess)
     a = solve_triangular(chol, jac.T, lower=True)
-    return a.T @ a
+    # Known entries (fixed, or a weight pinned by the constraint) have exactly
+    # zero (co)variance, also where the rest is NaN.
+    known = jnp.asarray(_known_entries(spec))
+    return jnp.where(known[:, None] | known[None, :], 0.0, a.T @ a)
+
+
+def _known_entries(spec: ModelSpec) -> tuple:
+    """Static mask over the ``3K`` entries that do not vary with the coordinates."""
+    pinned = len(_free_weight_index(spec)) < 2
+    weights = tuple(f or pinned for f in spec.fixed_weights)
+    return weights + tuple(spec.fixed_means) + tuple(spec.fixed_scales)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

@@ -1,0 +1,207 @@
+"""Observed-information standard errors, intervals, AIC/BIC and the choice of K.
+
+The standard errors are checked against an independent computation: a central
+finite-difference Hessian of the float64 NumPy reference log-likelihood
+(``tests/reference.py``) at the reference MLE, inverted and mapped to every
+weight by the delta method.  The test parametrises the weights by dropping the
+*first* free weight (the library drops the last): the standard errors do not
+depend on that choice, so agreement also checks the constraint handling.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxgmm
+import reference
+from conftest import DTYPE, EPS, rtol_for
+
+M = jaxgmm.MixtureParams
+
+
+def _petal_length():
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    return np.asarray(sklearn_datasets.load_iris().data[:, 2], np.float64)  # 150 real measurements
+
+
+def _textbook_data():
+    rng = np.random.default_rng(20261126)
+    z = rng.random(1000) < 0.2
+    return np.where(z, rng.normal(0.0, 1.0, 1000), rng.normal(5.0, np.sqrt(2.0), 1000))
+
+
+# (name, data, start, fixed masks as (w, m, s), equal_scales)
+CASES = {
+    "iris-free": (_petal_length, ([0.33, 0.67], [1.5, 4.9], [0.2, 0.8]), (None, None, None), False),
+    "iris-equal-scales": (_petal_length, ([0.33, 0.67], [1.5, 4.9], [0.5, 0.5]), (None, None, None), True),
+    "iris-3-one-weight-fixed": (_petal_length, ([1 / 3, 1 / 3, 1 / 3], [1.5, 4.3, 5.6], [0.2, 0.5, 0.5]),
+                                ([True, False, False], [False, False, False], [False, False, False]), False),
+    "textbook-scales-known": (_textbook_data, ([0.5, 0.5], [-1.0, 4.0], [1.0, np.sqrt(2.0)]),
+                              (None, None, [True, True]), False),
+    "textbook-mu1-known": (_textbook_data, ([0.5, 0.5], [0.0, 4.0], [1.0, 1.0]),
+                           (None, [True, False], None), False),
+}
+
+
+def _masks(fixed, k):
+    return [np.zeros(k, bool) if f is None else np.asarray(f, bool) for f in fixed]
+
+
+def _fd_standard_errors(x, params, fixed, equal_scales):
+    """Reference SEs: finite-difference Hessian in free coordinates, delta method to all entries."""
+    w0, m0, s0 = (np.asarray(p, np.float64) for p in params)
+    k = len(w0)
+    fw, fm, fs = _masks(fixed, k)
+    free_w = np.flatnonzero(~fw)
+    coord_w = free_w[1:] if len(free_w) >= 2 else free_w[:0]  # drop the FIRST free weight
+    coord_m = np.flatnonzero(~fm)
+    coord_s = np.flatnonzero(~fs)[:1] if equal_scales else np.flatnonzero(~fs)
+    sizes = [len(coord_w), len(coord_m), len(coord_s)]
+    mass = 1.0 - w0[fw].sum()
+
+    def build(theta):
+        tw, tm, ts = np.split(theta, np.cumsum(sizes)[:-1])
+        w, m, s = w0.copy(), m0.copy(), s0.copy()
+        if len(free_w) >= 2:
+            w[coord_w] = tw
+            w[free_w[0]] = mass - tw.sum()
+        m[coord_m] = tm
+        if equal_scales:
+            s[~fs] = ts[0]
+        else:
+            s[coord_s] = ts
+        return np.concatenate([w, m, s])
+
+    theta0 = np.concatenate([w0[coord_w], m0[coord_m], s0[coord_s]])
+    f = lambda th: reference.loglik(x, *np.split(build(th), 3))
+    p = len(theta0)
+    h = 5e-5 * np.concatenate([np.ones(sizes[0]), np.full(sizes[1] + sizes[2], x.std())])
+    hess = np.empty((p, p))
+    for i in range(p):
+        for j in range(p):
+            ei, ej = np.eye(p)[i] * h[i], np.eye(p)[j] * h[j]
+            hess[i, j] = (f(theta0 + ei + ej) - f(theta0 + ei - ej)
+                          - f(theta0 - ei + ej) + f(theta0 - ei - ej)) / (4 * h[i] * h[j])
+    cov = np.linalg.inv(-hess)
+    jac = np.empty((3 * k, p))  # build is affine: exact Jacobian by unit steps
+    for i in range(p):
+        jac[:, i] = build(theta0 + np.eye(p)[i]) - build(theta0)
+    se = np.sqrt(np.diag(jac @ cov @ jac.T))
+    # Relative error of the Hessian entries: rounding eps |f| / h^2 of the second
+    # difference, plus truncation (h / smallest scale)^2.
+    fd_err = (np.finfo(np.float64).eps * abs(f(theta0)) / np.min(h) ** 2 / np.min(np.abs(np.diag(hess)))
+              + (np.max(h) / np.min(s0)) ** 2)
+    return se.reshape(3, k), np.linalg.cond(hess), fd_err
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_standard_errors_match_finite_difference_hessian(case):
+    load, start, fixed, equal = CASES[case]
+    x = load()
+    k = len(start[0])
+    fw, fm, fs = _masks(fixed, k)
+    # The estimate: the float64 reference MLE, rounded to the test dtype so that
+    # both computations use the very same point.
+    (w, m, s), _, _ = reference.em_fit(x, *start, fixed_w=fw, fixed_m=fm, fixed_s=fs,
+                                       equal_scales=equal, tol=1e-12)
+    est = M(*(np.asarray(jnp.asarray(v, DTYPE), np.float64) for v in (w, m, s)))
+    xd = np.asarray(jnp.asarray(x, DTYPE), np.float64)
+    want, cond, fd_err = _fd_standard_errors(xd, est, fixed, equal)
+    got = jaxgmm.standard_errors(jnp.asarray(xd, DTYPE), M(*(jnp.asarray(v, DTYPE) for v in est)),
+                                 fixed=M(fw, fm, fs), equal_scales=equal)
+    got = np.stack([np.asarray(g, np.float64) for g in got])
+    # Both Hessians carry relative errors (finite differences: fd_err; the
+    # library's: rounding of a sum over n terms), which inverting the information
+    # amplifies by its condition number.
+    rtol = cond * (fd_err + rtol_for(len(x)))
+    fixed_entries = np.stack([fw, fm, fs])
+    assert np.all(got[fixed_entries] == 0.0)
+    np.testing.assert_allclose(got[~fixed_entries], want[~fixed_entries], rtol=rtol)
+
+
+def test_weight_constraint_and_covariance_structure():
+    x = jnp.asarray(_textbook_data(), DTYPE)
+    res = jaxgmm.fit(x, M([0.5, 0.5], [-1.0, 4.0], [1.0, 2 ** 0.5]))
+    cov = np.asarray(jaxgmm.covariance(x, res), np.float64)
+    se = jaxgmm.standard_errors(x, res)
+    assert cov.shape == (6, 6)
+    np.testing.assert_allclose(cov, cov.T, rtol=0, atol=1e3 * EPS * np.abs(cov).max())
+    # The weights sum to one: their covariance rows sum to zero, equal SEs for K = 2.
+    np.testing.assert_allclose(cov[:2].sum(0), 0.0, atol=1e3 * EPS * np.abs(cov).max())
+    assert float(se.weights[0]) == pytest.approx(float(se.weights[1]), rel=1e2 * EPS)
+    # A single free weight is pinned by the constraint: SE 0, as for fixed entries.
+    pinned = M([True, True, False], False, False)
+    three = jaxgmm.fit(x, M([0.1, 0.1, 0.8], [-1.0, 1.0, 5.0], [1.0, 1.0, 1.0]), fixed=pinned)
+    se3 = jaxgmm.standard_errors(x, three, fixed=pinned)
+    assert np.all(np.asarray(se3.weights) == 0.0)
+    assert np.all(np.asarray(se3.means) > 0) and np.all(np.asarray(se3.scales) > 0)
+
+
+def test_standard_errors_broadcast_jit_and_vmap():
+    truth = M(jnp.asarray([0.2, 0.8], DTYPE), jnp.asarray([0.0, 5.0], DTYPE), jnp.asarray([1.0, 2 ** 0.5], DTYPE))
+    x = jaxgmm.sample(jax.random.key(3), truth, 400, shape=(4,))
+    res = jaxgmm.fit(x, truth, fixed="scales")
+    batch = jaxgmm.standard_errors(x, res, fixed="scales")
+    assert batch.means.shape == (4, 2)
+    first = jaxgmm.standard_errors(x[0], jax.tree_util.tree_map(lambda a: a[0], res.params), fixed="scales")
+    vm = jax.jit(jax.vmap(lambda xi, pi: jaxgmm.standard_errors(xi, pi, fixed="scales")))(x, res.params)
+    for f in range(3):
+        np.testing.assert_allclose(np.asarray(batch[f])[0], np.asarray(first[f]), rtol=rtol_for(400))
+        np.testing.assert_allclose(np.asarray(vm[f]), np.asarray(batch[f]), rtol=rtol_for(400))
+    # One dataset, several parameter points (broadcasting like fit); weights of 2
+    # double the information, so the SEs shrink by sqrt(2).
+    two = jax.tree_util.tree_map(lambda a: a[:2], res.params)
+    plain = jaxgmm.standard_errors(x[0], two, fixed="scales")
+    weighted = jaxgmm.standard_errors(x[0], two, fixed="scales", sample_weight=jnp.full((400,), 2.0, DTYPE))
+    assert plain.means.shape == (2, 2)
+    np.testing.assert_allclose(np.asarray(weighted.means) * np.sqrt(2), np.asarray(plain.means), rtol=rtol_for(400))
+
+
+def test_standard_errors_nan_where_information_is_not_positive_definite():
+    x = jnp.asarray(_textbook_data(), DTYPE)
+    # Both components on top of each other: the means are not identified there.
+    p = M(jnp.asarray([0.5, 0.5], DTYPE), jnp.full((2,), float(x.mean()), DTYPE), jnp.full((2,), float(x.std()), DTYPE))
+    se = jaxgmm.standard_errors(x, p)
+    assert np.all(np.isnan(np.asarray(se.means)))
+
+
+def test_confidence_intervals_are_wald():
+    est = M(jnp.asarray([0.2, 0.8]), jnp.asarray([0.0, 5.0]), jnp.asarray([1.0, 2.0]))
+    se = M(jnp.asarray([0.01, 0.01]), jnp.asarray([0.1, 0.05]), jnp.asarray([0.0, 0.0]))
+    lo, hi = jaxgmm.confidence_intervals(est, se, level=0.95)
+    np.testing.assert_allclose(np.asarray(hi.means) - np.asarray(lo.means), 2 * 1.959963984540054 * np.asarray(se.means),
+                               rtol=1e3 * EPS)
+    np.testing.assert_array_equal(np.asarray(lo.scales), np.asarray(est.scales))
+    with pytest.raises(ValueError, match="level"):
+        jaxgmm.confidence_intervals(est, se, level=95)
+
+
+@pytest.mark.parametrize("k, fixed, equal, expected", [
+    (2, (), False, 5),
+    (2, "scales", False, 3),                       # the textbook model
+    (2, (), True, 4),
+    (3, (), False, 8),
+    (3, ("weights",), False, 6),
+    (3, M([True, False, False], False, False), False, 7),
+    (3, M([True, True, False], False, False), False, 6),
+    (2, M(False, [True, False], False), False, 4),
+    (4, "means", True, 4),
+])
+def test_n_parameters(k, fixed, equal, expected):
+    assert jaxgmm.n_parameters(k, fixed=fixed, equal_scales=equal) == expected
+
+
+def test_aic_bic_and_select_components():
+    x = jnp.asarray(_textbook_data(), DTYPE)
+    choice = jaxgmm.select_components(jax.random.key(0), x, 3, n_starts=5)
+    assert choice.n_components == (1, 2, 3) and choice.n_params == (2, 5, 8)
+    ll = np.asarray(choice.loglik, np.float64)
+    np.testing.assert_allclose(np.asarray(choice.aic), 2 * np.array([2, 5, 8]) - 2 * ll, rtol=rtol_for(10))
+    np.testing.assert_allclose(np.asarray(choice.bic), np.array([2, 5, 8]) * np.log(1000) - 2 * ll, rtol=rtol_for(10))
+    assert ll[1] > ll[0] + 50  # two well separated components
+    assert int(choice.best_bic) == 2
+    assert float(jaxgmm.aic(choice.results[1], 5)) == pytest.approx(float(choice.aic[1]))
+    # The one-component fit is the sample mean and SD.
+    one = choice.results[0].params
+    assert float(one.means[0]) == pytest.approx(float(x.mean()), rel=1e2 * EPS, abs=1e2 * EPS)
