@@ -67,27 +67,31 @@ class Standardiser(NamedTuple):
             total = jnp.asarray(n, x.dtype)
             n_present = total
             mean = jnp.mean
-            largest = lambda v: jnp.max(jnp.abs(v))
+            hi, lo = jnp.max(x), jnp.min(x)
         else:
             total = jnp.sum(sample_weight)
             n_present = jnp.sum(sample_weight > 0).astype(x.dtype)
             mean = lambda v: jnp.sum(sample_weight * v) / total
-            largest = lambda v: jnp.max(jnp.where(sample_weight > 0, jnp.abs(v), 0))
+            hi = jnp.max(jnp.where(sample_weight > 0, x, -jnp.inf))
+            lo = jnp.min(jnp.where(sample_weight > 0, x, jnp.inf))
         # Moments of data rescaled by a power of two near their largest magnitude
         # (exact in floating point): squares of data ~1e-30 would underflow in
         # float32, and sums of data ~1e30 overflow.
-        _, e = jnp.frexp(largest(x))
+        _, e = jnp.frexp(jnp.maximum(jnp.abs(hi), jnp.abs(lo)))
         centre = jnp.ldexp(mean(jnp.ldexp(x, -e)), e)
-        dev = x - centre
-        _, e = jnp.frexp(largest(dev))
-        dev = jnp.ldexp(dev, -e)
+        _, e = jnp.frexp(jnp.maximum(jnp.abs(hi - centre), jnp.abs(lo - centre)))
+        dev = jnp.ldexp(x - centre, -e)
         # The centre is rounded to the data's precision (1e6 + N(0, 1) in float32
         # has a centre off by up to 0.03 sd); take its residual offset out.
         spread = jnp.ldexp(jnp.sqrt(jnp.maximum(mean(jnp.square(dev)) - jnp.square(mean(dev)), 0)), e)
-        # Constant or broken data: fall back to the identity map; the fit then
-        # reports the problem through its status instead of dividing by zero.
-        spread = jnp.where(jnp.isfinite(spread) & (spread > 0), spread, 1.0).astype(x.dtype)
+        # Constant data (the centre may still be off by rounding, so test hi == lo):
+        # the data's magnitude |centre| sets the units (1 for all zeros), so that
+        # constant 1e19 or 1e-30 stay representable; broken data: the identity map.
+        # The fit then reports the problem through its status.
         centre = jnp.where(jnp.isfinite(centre), centre, 0.0).astype(x.dtype)
+        magnitude = jnp.where(centre != 0, jnp.abs(centre), 1.0)
+        usable = (hi > lo) & jnp.isfinite(spread) & (spread > 0)
+        spread = jnp.where(usable, spread, magnitude).astype(x.dtype)
         min_count = _MIN_COUNT_FRACTION * total / jnp.maximum(n_present, 1.0)
         return cls(centre, spread, total, min_count)
 
