@@ -333,12 +333,13 @@ def test_vanishing_component_is_degenerate():
     assert int(result.status) == Status.DEGENERATE and finite(result)
 
 
-@pytest.mark.parametrize("value", [3.25, -1e6, 0.0, 1e-30])
+@pytest.mark.parametrize("value", [3.25, -1e6, 0.0, 1e-30, 1e19])
 @pytest.mark.parametrize("model", ["free", "equal_scales", "fixed_scales"])
 def test_constant_data(value, model):
     kw = {"free": {}, "equal_scales": {"equal_scales": True}, "fixed_scales": {"fixed": "scales"}}[model]
     x = np.full(30, value, DTYPE)
-    start = MixtureParams([0.5, 0.5], [value - 1.0, value + 1.0], [1.0, 1.0])
+    unit = abs(value) if value else 1.0  # a start on the data's own scale
+    start = MixtureParams([0.5, 0.5], [value - unit, value + unit], [unit, unit])
     result = jaxgmm.fit(x, start, **kw)
     assert_truthful(result)
     assert finite(result)
@@ -479,16 +480,23 @@ def _isolation_batch(dtype):
     return x, init, swapped, init._replace(means=init.means.at[5].set(jnp.asarray([-1.5, 2.5], dtype)))
 
 
-def _assert_same_fit(got, want, n, dtype, exact):
+def _assert_same_fit(got, want, x, dtype, exact):
     np.testing.assert_array_equal(np.asarray(got.status), np.asarray(want.status))
-    np.testing.assert_array_equal(np.asarray(got.n_iter), np.asarray(want.n_iter))
-    for a, b in zip(jax.tree_util.tree_leaves((got.params, got.loglik)),
-                    jax.tree_util.tree_leaves((want.params, want.loglik))):
-        if exact:
+    if exact:
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        else:  # a different compiled program (batch vs single) may round differently
-            eps = float(jnp.finfo(dtype).eps)
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=16 * eps * math.sqrt(n), atol=16 * eps)
+        return
+    # A different compiled program (batch vs single) rounds differently, so the
+    # stopping test may fire one iteration apart; the last step moved every
+    # parameter by less than tol (weights; means and scales in units of the sd).
+    tol = default_tol(dtype)
+    sd = float(np.std(x))
+    assert abs(int(got.n_iter) - int(want.n_iter)) <= 1
+    np.testing.assert_allclose(got.params.weights, want.params.weights, rtol=0, atol=tol)
+    np.testing.assert_allclose(got.params.means, want.params.means, rtol=0, atol=tol * sd)
+    np.testing.assert_allclose(got.params.scales, want.params.scales, rtol=0, atol=tol * sd)
+    # Near the maximum the log-likelihood moves by far less than n * tol.
+    np.testing.assert_allclose(got.loglik, want.loglik, rtol=0, atol=x.size * tol)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: jnp.dtype(d).name)
@@ -508,12 +516,12 @@ def test_batch_isolation(dtype, path):
     assert np.all(status[good] == Status.CONVERGED)
     pick = lambda r: jax.tree_util.tree_map(lambda a: a[np.array(good)], r)
     # Same compiled program with the odd datasets swapped for healthy ones: bit-identical.
-    _assert_same_fit(pick(result), pick(run(swapped, swapped_init)), x.shape[-1], dtype, exact=True)
+    _assert_same_fit(pick(result), pick(run(swapped, swapped_init)), None, dtype, exact=True)
     # Each healthy dataset fitted alone: the same fit, up to rounding.
     for i in good:
         one = jax.tree_util.tree_map(lambda a: a[i], result)
         alone = run(x[i], jax.tree_util.tree_map(lambda a: a[i], init))
-        _assert_same_fit(one, alone, x.shape[-1], dtype, exact=False)
+        _assert_same_fit(one, alone, x[i], dtype, exact=False)
 
 
 # ---------------------------------------------------------------------------
