@@ -130,18 +130,18 @@ def admissible_permutations(truth: MixtureParams, spec: ModelSpec) -> tuple:
                  if all(sigs[p[j]] == sigs[j] for j in range(k)))
 
 
-def _mixture_sd(truth: MixtureParams) -> float:
-    w, m, s = (np.asarray(f, np.float64) for f in truth)
-    mean = np.sum(w * m)
-    return float(np.sqrt(np.sum(w * (s ** 2 + (m - mean) ** 2))))
+def _mixture_sd(p: MixtureParams) -> Array:
+    mean = jnp.sum(p.weights * p.means, -1, keepdims=True)
+    return jnp.sqrt(jnp.sum(p.weights * (jnp.square(p.scales) + jnp.square(p.means - mean)), -1))
 
 
-def align(estimates: MixtureParams, target: MixtureParams, perms: tuple, tau) -> Array:
+def align(estimates: MixtureParams, target: MixtureParams, perms: tuple) -> Array:
     """Index ``(..., K)`` of the admissible permutation closest to ``target``.
 
-    ``estimates`` have batch axes in front; apply the result with
-    :func:`permute`. See the module docstring for the distance.
+    ``estimates`` have batch axes in front, ``target`` is one mixture; apply the
+    result with :func:`permute`. See the module docstring for the distance.
     """
+    tau = _mixture_sd(target)
     p = jnp.asarray(perms, jnp.int32)  # (P, K)
     pick = lambda f: jnp.take(f, p, axis=-1)  # (..., P, K)
     cost = (jnp.sum(jnp.square(pick(estimates.means) - target.means), -1) / tau ** 2
@@ -211,7 +211,6 @@ class _Design(NamedTuple):
     tol: Optional[float]
     max_iter: int
     perms: tuple
-    tau: float
     compute_se: bool
 
 
@@ -248,7 +247,7 @@ def _study_chunk(key, idx, truth, given, design: _Design):
         se = standard_errors(x, res, fixed=mask, equal_scales=spec.equal_scales)
     else:
         se = jax.tree_util.tree_map(lambda f: jnp.full_like(f, jnp.nan), res.params)
-    perm = align(res.params, truth, design.perms, design.tau)
+    perm = align(res.params, truth, design.perms)
     return dict(
         estimates=permute(res.params, perm),
         se=permute(se, perm),
@@ -260,6 +259,22 @@ def _study_chunk(key, idx, truth, given, design: _Design):
 
 
 _study_chunk_jit = jax.jit(_study_chunk, static_argnames=("design",))
+
+
+def _struct(tree):
+    """Hashable shape/dtype description of a pytree of arrays."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((tuple(a.shape), a.dtype) for a in leaves)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_chunk(design: _Design, chunk: int, key_s, truth_s, given_s):
+    """Ahead-of-time compiled chunk (so compile time is measured apart from run
+    time), cached per design and shapes so that repeated studies do not recompile."""
+    abstract = lambda s: jax.tree_util.tree_unflatten(s[0], [jax.ShapeDtypeStruct(sh, dt) for sh, dt in s[1]])
+    idx = jax.ShapeDtypeStruct((chunk,), jnp.uint32)
+    return _study_chunk_jit.lower(abstract(key_s), idx, abstract(truth_s), abstract(given_s),
+                                  design=design).compile()
 
 
 # --------------------------------------------------------------------------- #
@@ -576,14 +591,13 @@ def monte_carlo(
     chunk = _auto_chunk(n, reps, starts) if chunk_size is None else min(_check_positive_int(chunk_size, "chunk_size"), reps)
     design = _Design(n=n, spec=spec, init=mode, n_starts=starts if mode not in ("truth", "given") else 1,
                      tol=None if tol is None else float(tol), max_iter=int(max_iter),
-                     perms=admissible_permutations(truth, spec), tau=_mixture_sd(truth),
+                     perms=admissible_permutations(truth, spec),
                      compute_se=bool(compute_se))
     seed = int(key) if isinstance(key, (int, np.integer)) else None
     key = as_key(key)
 
     t0 = time.perf_counter()
-    idx0 = jnp.arange(chunk, dtype=jnp.uint32)
-    compiled = _study_chunk_jit.lower(key, idx0, truth, given, design=design).compile()
+    compiled = _compiled_chunk(design, chunk, _struct(key), _struct(truth), _struct(given))
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     out = _run_chunks(lambda kk, idx: compiled(kk, idx, truth, given), key, reps, chunk, progress,
@@ -687,7 +701,6 @@ class _BootDesign(NamedTuple):
     tol: Optional[float]
     max_iter: int
     perms: tuple
-    tau: float
 
 
 def _boot_chunk(key, idx, x, sample_weight, estimate, design: _BootDesign):
@@ -712,7 +725,7 @@ def _boot_chunk(key, idx, x, sample_weight, estimate, design: _BootDesign):
     else:
         xb = jax.vmap(lambda k: sample(k, estimate, n))(keys)
         res = fit(xb, estimate, **fit_kw)
-    perm = align(res.params, estimate, design.perms, design.tau)
+    perm = align(res.params, estimate, design.perms)
     return dict(estimates=permute(res.params, perm), status=res.status, n_iter=res.n_iter)
 
 
@@ -804,7 +817,7 @@ def bootstrap(
     n = x.shape[-1]
     chunk = _auto_chunk(n, n_boot, 1) if chunk_size is None else min(_check_positive_int(chunk_size, "chunk_size"), n_boot)
     design = _BootDesign(spec, kind, None if tol is None else float(tol), int(max_iter),
-                         admissible_permutations(params, spec), _mixture_sd(params))
+                         admissible_permutations(params, spec))
     key = as_key(key)
     run = functools.partial(_boot_chunk_jit, x=x, sample_weight=w, estimate=params, design=design)
     out = _run_chunks(lambda kk, idx: run(kk, idx), key, n_boot, chunk, progress, desc="jaxgmm bootstrap")
