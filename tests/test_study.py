@@ -121,7 +121,7 @@ def test_mean_se_matches_sd_and_wald_coverage(textbook_study):
 
 def test_bias_matches_float64_reference_on_same_data(textbook_study):
     res = textbook_study
-    m_ref = 200
+    m_ref = 100
     x = np.asarray(jaxgmm.simulate_replicates(SEED, TRUTH, N, np.arange(m_ref)), np.float64)
     truth64 = [np.asarray(f, np.float64) for f in TRUTH]
     ref = np.array([reference.em_fit(xi, *truth64, fixed_s=[True, True])[0] for xi in x])  # (m, 3, K)
