@@ -1,0 +1,143 @@
+"""Scale-out benchmarks: one huge dataset, and many fits over several devices.
+
+    python bench/scale_out.py            # prints a markdown section
+    python bench/scale_out.py --n 1e8    # the size of the huge dataset
+
+1. One dataset of ``n`` (default 10^8) float32 observations, the textbook model with
+   known scales: wall time of the fit and the peak resident memory *during the fit*
+   (the process's high-water mark is reset once the data are in place), next to the
+   size of the data.
+2. ``B x n`` fits spread over 1 and 2 CPU devices (``fit`` vs ``fit_sharded``, each in
+   a fresh process with ``--xla_force_host_platform_device_count``): point-iterations
+   per second, and the ratio, measured in the same run.
+
+Each measurement runs in its own subprocess so that memory figures are not
+polluted by other measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HUGE = r"""
+import json, os, sys, time
+import numpy as np
+n = int(float(sys.argv[1]))
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+# Simulate in chunks straight into one float32 buffer (no n-sized temporaries).
+rng = np.random.default_rng(0)
+x_np = np.empty(n, np.float32)
+chunk = 10_000_000
+for s in range(0, n, chunk):
+    m = min(chunk, n - s)
+    comp = rng.random(m) < 0.2
+    x_np[s:s + m] = np.where(comp, 0.0, 5.0) + np.where(comp, 1.0, 2 ** 0.5) * rng.standard_normal(m, np.float32)
+import jax, jax.numpy as jnp
+import jaxgmm
+x = jax.device_put(x_np)
+x.block_until_ready()
+del x_np
+start = jaxgmm.MixtureParams(jnp.array([0.5, 0.5]), jnp.array([-1.0, 4.0]), jnp.array([1.0, 2 ** 0.5]))
+# Compile on a tiny input first, so the figure is the fit itself.
+jaxgmm.fit(x[:1000], start, fixed="scales").loglik.block_until_ready()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak-RSS high-water mark
+base = rss("VmRSS:")
+t0 = time.perf_counter()
+res = jaxgmm.fit(x, start, fixed="scales")
+res.loglik.block_until_ready()
+first = time.perf_counter() - t0
+t0 = time.perf_counter()
+res = jaxgmm.fit(x, start, fixed="scales")
+res.loglik.block_until_ready()
+second = time.perf_counter() - t0
+peak = rss("VmHWM:")
+print(json.dumps(dict(n=n, data_bytes=n * 4, rss_before=base, peak=peak, first_s=first, second_s=second,
+                      n_iter=int(res.n_iter), status=int(res.status),
+                      means=[float(v) for v in res.params.means])))
+"""
+
+DEVICES = r"""
+import json, sys, time
+import jax, jax.numpy as jnp
+import jaxgmm
+B, n, iters, sharded = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+truth = jaxgmm.MixtureParams(jnp.array([0.2, 0.8]), jnp.array([0.0, 5.0]), jnp.array([1.0, 2 ** 0.5]))
+start = truth._replace(weights=jnp.array([0.5, 0.5]), means=jnp.array([-1.0, 4.0]))
+xs = jaxgmm.sample(jax.random.key(0), truth, n, shape=(B,))
+fit = jaxgmm.fit_sharded if sharded else jaxgmm.fit
+run = lambda: fit(xs, start, fixed="scales", tol=0, max_iter=iters).loglik.block_until_ready()
+run()
+times = []
+for _ in range(3):
+    t0 = time.perf_counter(); run(); times.append(time.perf_counter() - t0)
+t = sorted(times)[1]
+print(json.dumps(dict(devices=jax.device_count(), sharded=sharded, seconds=t, gpit=B * n * iters / t / 1e9)))
+"""
+
+
+def _run(code: str, *args: str, env: dict | None = None, timeout: int = 600) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         timeout=timeout, env=dict(os.environ, **(env or {})))
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def huge_dataset(n: float) -> dict:
+    return _run(HUGE, str(int(n)))
+
+
+def multi_device(B: int = 10_000, n: int = 1000, iters: int = 50, counts=(1, 2)) -> list[dict]:
+    rows = []
+    for count in counts:
+        env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+        rows.append(_run(DEVICES, str(B), str(n), str(iters), "1" if count > 1 else "0", env=env))
+    return rows
+
+
+def markdown(huge: dict, devices: list[dict]) -> str:
+    gib = 2.0 ** 30
+    over = huge["peak"] - huge["rss_before"]
+    lines = [
+        "### One huge dataset (float32, two components, scales known)",
+        "",
+        "| n | data | fit wall time (1st / 2nd call) | EM iterations | RSS before fit | peak RSS during fit | peak / data |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| {huge['n']:.0e} | {huge['data_bytes'] / gib:.2f} GiB | {huge['first_s']:.2f} s / {huge['second_s']:.2f} s "
+        f"| {huge['n_iter']} | {huge['rss_before'] / gib:.2f} GiB | {huge['peak'] / gib:.2f} GiB "
+        f"| {huge['peak'] / huge['data_bytes']:.2f} (growth during the fit: {over / gib:.2f} GiB) |",
+        "",
+        "### Fits spread over CPU devices (B = 10,000 x n = 1000, float32, 50 iterations)",
+        "",
+        "| devices | driver | G point-iters/s | vs 1 device |",
+        "| --- | --- | --- | --- |",
+    ]
+    base = devices[0]["gpit"]
+    for row in devices:
+        driver = "fit_sharded" if row["sharded"] else "fit"
+        lines.append(f"| {row['devices']} | {driver} | {row['gpit']:.3f} | {row['gpit'] / base:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=float, default=1e8, help="size of the huge dataset")
+    args = parser.parse_args(argv)
+    t0 = time.time()
+    text = markdown(huge_dataset(args.n), multi_device())
+    print(text)
+    print(f"(scale-out benchmarks took {time.time() - t0:.0f} s)", file=sys.stderr)
+    return text
+
+
+if __name__ == "__main__":
+    main()
