@@ -66,7 +66,7 @@ class SuffStats(NamedTuple):
     count: Array  # shape=(K,)
     first: Array  # shape=(K,)
     second: Array  # shape=(K,)
-    loglik: Array  # shape=()
+    loglik: Array  # shape=(); None where the E-pass skips it (the K=2 loop pass)
 
 
 def _weighted_sum(values: Array, sample_weight: Optional[Array]) -> Array:
@@ -135,6 +135,88 @@ def sufficient_stats(
     else:
         second = jnp.zeros_like(first)
     return SuffStats(count, first, second, _weighted_sum(point_ll, sample_weight))
+
+
+class DataMoments(NamedTuple):
+    """Weighted moments of one dataset about zero: ``sum w``, ``sum w x``, ``sum w x^2``.
+
+    Computed once per fit (in standardised coordinates they are about ``W``, 0 and
+    ``W``); the two-component E-pass needs them to turn sums of ``tanh`` terms into
+    per-component statistics.
+    """
+
+    total: Array  # shape=()
+    first: Array  # shape=()
+    second: Array  # shape=()
+
+
+def data_moments(x: Array, sample_weight: Optional[Array] = None) -> DataMoments:
+    """The :class:`DataMoments` of ``x`` (shape ``(n,)``)."""
+    if sample_weight is None:
+        total = jnp.asarray(x.shape[-1], x.dtype)
+    else:
+        total = jnp.sum(sample_weight)
+    return DataMoments(total, _weighted_sum(x, sample_weight), _weighted_sum(x * x, sample_weight))
+
+
+def _row_sum(values: Array, sample_weight: Optional[Array]) -> Array:
+    """``sum_i w_i v_i`` as a dot product.
+
+    Under ``vmap`` a dot with a vector of ones is a matrix-vector product, which
+    XLA:CPU runs at memory speed, while a reduction over the minor axis of a
+    fused elementwise expression is not fused there and costs several passes.
+    """
+    if sample_weight is None:
+        return jnp.dot(values, jnp.ones(values.shape[-1], values.dtype))
+    return jnp.sum(values * sample_weight)
+
+
+def two_component_stats(
+    x: Array,
+    params: MixtureParams,
+    sample_weight: Optional[Array],
+    moments: DataMoments,
+    *,
+    second_moments: bool = True,
+) -> SuffStats:
+    """The E-pass of the fitting loop for ``K = 2``: one ``tanh`` per point.
+
+    With ``q(x) = a_1(x) - a_2(x)`` the log-odds (a quadratic in ``x``), the
+    responsibilities are ``rho_1 = (1 + t) / 2`` and ``rho_2 = (1 - t) / 2`` with
+    ``t = tanh(q / 2)``.  So every per-component statistic follows from the three
+    sums ``sum w t``, ``sum w t x`` and ``sum w t x^2`` and the data's own moments:
+    one transcendental and two or three reductions per point, nothing of shape
+    ``(K, n)``.  The statistics are re-centred at the current means afterwards.
+
+    Precision: a responsibility is resolved to about ``eps`` in absolute terms (not
+    relative to its own size), so a component holding a fraction ``f`` of the
+    weight has its count resolved to about ``eps / f`` relative; the reported
+    log-likelihood and the degeneracy flags come from the exact E-pass
+    (:func:`sufficient_stats`) after the loop.  ``loglik`` is not computed here
+    (``None``): the loop's convergence rule does not use it.
+    """
+    weights, means, scales = params
+    prec = 1.0 / (scales * scales)
+    # q / 2 = h0 + h1 x + h2 x^2.  A zero weight gives h0 = -inf or +inf and t = -1 or 1.
+    h2 = 0.25 * (prec[1] - prec[0])
+    h1 = 0.5 * (prec[0] * means[0] - prec[1] * means[1])
+    h0 = 0.5 * (jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(scales[1]) - jnp.log(scales[0])
+                - 0.5 * (prec[0] * means[0] * means[0] - prec[1] * means[1] * means[1]))
+    t = jnp.tanh(h0 + x * (h1 + x * h2))
+    tx = t * x
+    t0 = _row_sum(t, sample_weight)
+    t1 = jnp.dot(t, x) if sample_weight is None else _row_sum(tx, sample_weight)
+    sign = jnp.asarray([1.0, -1.0], x.dtype)
+    count = 0.5 * (moments.total + sign * t0)
+    raw_first = 0.5 * (moments.first + sign * t1)
+    first = raw_first - means * count
+    if second_moments:
+        t2 = _row_sum(tx * x, sample_weight)
+        raw_second = 0.5 * (moments.second + sign * t2)
+        second = raw_second - 2.0 * means * raw_first + means * means * count
+    else:
+        second = jnp.zeros_like(first)
+    return SuffStats(count, first, second, None)
 
 
 def e_step(

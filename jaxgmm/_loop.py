@@ -17,14 +17,16 @@ deviation, is strictly below ``tol``.  ``tol=0`` therefore runs exactly
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._batching import broadcast_vmap
-from ._em import ModelSpec, m_step_from_stats, sufficient_stats
+from ._batching import batch_shape_of, broadcast_vmap
+from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats,
+                  two_component_stats)
 from ._params import Array, FitResult, MixtureParams, Status
 
 # A component with less than this fraction of one (average) observation's weight
@@ -117,21 +119,40 @@ def _all_finite(params: MixtureParams) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(f)) for f in params]))
 
 
-def em_update(x_std, sample_weight, params, spec: ModelSpec, scale_floor, min_count):
+def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[DataMoments]):
+    """Sufficient statistics for the loop: the one-``tanh`` pass for ``K = 2``.
+
+    ``moments`` (:func:`data_moments` of ``x_std``) selects the two-component pass;
+    ``None`` (or ``K != 2``) uses the general fused pass, which also returns the
+    log-likelihood.
+    """
+    if moments is not None and params.means.shape[-1] == 2:
+        return two_component_stats(x_std, params, sample_weight, moments, second_moments=spec.scales_free)
+    return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)
+
+
+def em_update(x_std, sample_weight, params, spec: ModelSpec, scale_floor, min_count, moments=None):
     """One EM iteration in standardised coordinates: ``(new_params, stats)``."""
-    stats = sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)
+    stats = loop_stats(x_std, sample_weight, params, spec, moments)
     return m_step_from_stats(stats, params, spec, scale_floor, min_count), stats
 
 
-def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, min_count, spec):
+def step_finite(new: MixtureParams, stats) -> Array:
+    """Whether an EM step produced finite parameters (and log-likelihood, when computed)."""
+    finite = _all_finite(new) & jnp.all(jnp.isfinite(stats.count))
+    return finite if stats.loglik is None else finite & jnp.isfinite(stats.loglik)
+
+
+def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, min_count, spec,
+           moments: Optional[DataMoments] = None):
     """Iterate EM from ``state`` until converged, non-finite or ``n_iter == max_iter``."""
 
     def cond(s: LoopState):
         return (s.n_iter < max_iter) & s.finite & ~(s.change < tol)
 
     def body(s: LoopState):
-        new, stats = em_update(x_std, sample_weight, s.params, spec, scale_floor, min_count)
-        finite = _all_finite(new) & jnp.isfinite(stats.loglik)
+        new, stats = em_update(x_std, sample_weight, s.params, spec, scale_floor, min_count, moments)
+        finite = step_finite(new, stats)
         return LoopState(new, s.n_iter + 1, _largest_change(new, s.params), finite)
 
     return lax.while_loop(cond, body, state)
@@ -171,8 +192,56 @@ def fit_one(x, sample_weight, init, tol, max_iter, scale_floor, spec: ModelSpec)
     x_std = std.data(x)
     start = LoopState(std.params_in(init), jnp.zeros((), jnp.int32),
                       jnp.asarray(jnp.inf, x.dtype), jnp.asarray(True))
-    state = run_em(x_std, sample_weight, start, tol, max_iter, scale_floor, std.min_count, spec)
+    state = run_em(x_std, sample_weight, start, tol, max_iter, scale_floor, std.min_count, spec,
+                   data_moments(x_std, sample_weight))
     return finish(x_std, sample_weight, state, tol, scale_floor, std, spec)
+
+
+# Fits run in blocks of about this many data points (rows x n): each block's
+# arrays stay in the CPU's cache for all of its iterations, and each block's loop
+# stops with its own slowest fit rather than the whole batch's.
+BLOCK_POINTS = 2 ** 19
+
+
+def block_rows(n: int, size: int) -> int:
+    """Fits per block for datasets of ``n`` points in a batch of ``size`` fits."""
+    return max(1, min(size, BLOCK_POINTS // max(n, 1)))
+
+
+def map_in_blocks(one, args, core_ndims, rows: Optional[int] = None):
+    """``one`` over the broadcast batch of ``args``, a block of fits at a time.
+
+    Arguments whose batch shape is the full one are cut into consecutive blocks
+    of ``rows`` fits (``lax.dynamic_slice``: no padded copy of the data); those
+    with no batch axes are shared.  The last block is shifted back to end at the
+    last fit, so a few fits are computed twice with identical results.  Other
+    broadcasting patterns fall back to one ``vmap`` over the whole batch.
+    """
+    shapes = [batch_shape_of(a, c) if a is not None else () for a, c in zip(args, core_ndims)]
+    full = tuple(jnp.broadcast_shapes(*shapes))
+    size = math.prod(full)
+    n = jnp.shape(args[0])[-1]  # the data come first
+    rows = block_rows(n, size) if rows is None else min(rows, size)
+    if rows >= size or any(sh not in (full, ()) for sh in shapes):
+        mapped, margs = broadcast_vmap(one, args, core_ndims)
+        return mapped(*margs)
+    batched = [a is not None and sh == full for a, sh in zip(args, shapes)]
+    flat = [jax.tree_util.tree_map(lambda l, c=c: l.reshape((size,) + l.shape[l.ndim - c:]), a) if b else a
+            for a, b, c in zip(args, batched, core_ndims)]
+    in_axes = tuple(0 if b else None for b in batched)
+    block_fn = jax.vmap(one, in_axes=in_axes)
+    take = lambda a, start: jax.tree_util.tree_map(lambda l: lax.dynamic_slice_in_dim(l, start, rows), a)
+    out_shape = jax.eval_shape(block_fn, *[take(a, 0) if b else a for a, b in zip(flat, batched)])
+    out = jax.tree_util.tree_map(lambda o: jnp.zeros((size,) + o.shape[1:], o.dtype), out_shape)
+    n_blocks = -(-size // rows)
+
+    def body(i, out):
+        start = jnp.minimum(i * rows, size - rows)
+        res = block_fn(*[take(a, start) if b else a for a, b in zip(flat, batched)])
+        return jax.tree_util.tree_map(lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, 0), out, res)
+
+    out = lax.fori_loop(0, n_blocks, body, out)
+    return jax.tree_util.tree_map(lambda o: o.reshape(full + o.shape[1:]), out)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -180,9 +249,8 @@ def fit_batched(x, sample_weight, init: MixtureParams, tol, max_iter, scale_floo
     """``fit_one`` over the broadcast batch shape of ``x``, ``sample_weight`` and ``init``.
 
     ``tol``, ``max_iter`` and ``scale_floor`` are traced scalars: changing them
-    does not recompile.
+    does not recompile.  Large batches run in cache-sized blocks of fits
+    (:func:`map_in_blocks`).
     """
     one = functools.partial(fit_one, tol=tol, max_iter=max_iter, scale_floor=scale_floor, spec=spec)
-    mapped, args = broadcast_vmap(
-        lambda x_, w_, p_: one(x_, w_, p_), (x, sample_weight, init), (1, 1, 1))
-    return mapped(*args)
+    return map_in_blocks(lambda x_, w_, p_: one(x_, w_, p_), (x, sample_weight, init), (1, 1, 1))
