@@ -139,13 +139,23 @@ def test_bias_matches_float64_reference_on_same_data(textbook_study):
 def test_chunked_and_unchunked_runs_are_identical(textbook_study):
     small = jaxgmm.monte_carlo(SEED, TRUTH, N, 300, fixed="scales", chunk_size=128)  # 3 chunks, last padded
     assert small.design["chunk_size"] == 128 and textbook_study.design["chunk_size"] == REPS
-    for a, b in zip(small.estimates, textbook_study.estimates):
-        np.testing.assert_array_equal(a, b[:300])
-    # The SEs' Hessian reductions may round differently at another batch size.
+    if jax.default_backend() == "cpu":
+        # On CPU every replicate's fit is bit-for-bit the same whatever the chunk.
+        for a, b in zip(small.estimates, textbook_study.estimates):
+            np.testing.assert_array_equal(a, b[:300])
+        np.testing.assert_array_equal(small.n_iter, textbook_study.n_iter[:300])
+    else:
+        # GPU reductions over n may be ordered differently at another batch size;
+        # fits of the same data then agree to the convergence tolerance (largest
+        # step, in units of the data's SD, below tol; a few steps of slack).
+        tol = jaxgmm.default_tol(DTYPE)
+        spread = float(np.sqrt(0.2 * 1 + 0.8 * 2 + 0.2 * 0.8 * 25))
+        for a, b, unit in zip(small.estimates, textbook_study.estimates, (1.0, spread, spread)):
+            np.testing.assert_allclose(a, b[:300], rtol=0, atol=10 * tol * unit)
+    # SEs: the Hessian's sums may round differently at another batch size.
     for a, b in zip(small.se, textbook_study.se):
-        np.testing.assert_allclose(a, b[:300], rtol=rtol_for(N), atol=0)
+        np.testing.assert_allclose(a, b[:300], rtol=rtol_for(N) + 10 * jaxgmm.default_tol(DTYPE), atol=0)
     np.testing.assert_array_equal(small.status, textbook_study.status[:300])
-    np.testing.assert_array_equal(small.n_iter, textbook_study.n_iter[:300])
     # The data are a function of (key, replicate index) alone.
     x = jaxgmm.simulate_replicates(SEED, TRUTH, N, [7, 299])
     y = jaxgmm.simulate_replicates(jax.random.key(SEED), TRUTH, N, np.arange(300))
