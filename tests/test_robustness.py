@@ -439,6 +439,28 @@ def test_shift_and_scale_do_not_change_float32_fits(name):
     np.testing.assert_allclose(np.asarray(moved.params.scales, np.float64) / scale, base.params.scales, rtol=tol)
 
 
+@pytest.mark.parametrize("n", [100_000, 1_000_000])
+def test_float32_small_component_of_large_dataset(n):
+    """Three points of n form their own component: float32 must resolve it.
+
+    Its count (3) is tiny next to the total weight n, so any E-pass that gets it
+    as a difference of sums over all points (``n/2 - sum t/2``) loses it to
+    rounding (eps * n = 0.1 in float32 at n = 1e6).
+    """
+    x = np.random.default_rng(8).normal(size=n)
+    x[:3] = [7.9, 8.0, 8.1]
+    x32 = x.astype(np.float32)
+    start = MixtureParams(np.array([1 - 3 / n, 3 / n]), np.array([0.0, 8.0]), np.array([1.0, 0.1]))
+    result = jaxgmm.fit(x32, MixtureParams(*(np.float32(f) for f in start)))
+    assert int(result.status) == Status.CONVERGED
+    want, ll, sd = _reference_fit(x32, start)
+    p = [np.asarray(f, np.float64) for f in result.params]
+    np.testing.assert_allclose(p[0], want[0], rtol=1e-4)  # relative: the small weight too
+    assert np.all(np.abs(p[1] - want[1]) <= 1e-4 * want[2]), (p[1], want[1])  # in units of each scale
+    np.testing.assert_allclose(p[2], want[2], rtol=1e-4)
+    np.testing.assert_allclose(float(result.loglik), ll, rtol=16 * EPS32 * math.sqrt(n))
+
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_points_40_sigma_from_every_mean(k):
     params = params_of(DTYPE, np.full(k, 1.0 / k), np.linspace(-1.0, 1.0, k), np.full(k, 0.5))
