@@ -69,6 +69,7 @@ def test_fit_file_end_to_end_float64(textbook_file):
     assert float(words[words.index("AIC") + 1]) == pytest.approx(2 * 3 - 2 * ll, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_fit_csv_in_process(textbook_file, capsys):
     folder, x = textbook_file
     code = cli.main(["fit", str(folder / "x.csv"), "--column", "value", "--restarts", "3"])
