@@ -54,9 +54,11 @@ from ._spec import make_spec
 FIELDS = MixtureParams._fields
 _SYMBOL = {"weights": "pi", "means": "mu", "scales": "sigma"}
 
-# Elements of simulated data per chunk when the chunk size is automatic: 2**24
-# float32 values is 64 MiB, a few times that with the fit's temporaries.
+# Elements of simulated data per chunk when the chunk size is automatic: on CPU
+# 2**24 float32 values (64 MiB, a few times that with the fit's and the Hessian's
+# temporaries); accelerators get 4 times more, to keep them busy.
 _AUTO_CHUNK_ELEMENTS = 2 ** 24
+_AUTO_CHUNK_ELEMENTS_ACCELERATOR = 2 ** 26
 
 
 # --------------------------------------------------------------------------- #
@@ -156,7 +158,8 @@ def permute(params: MixtureParams, perm: Array) -> MixtureParams:
 
 
 def _auto_chunk(n: int, reps: int, starts: int) -> int:
-    return int(max(1, min(reps, _AUTO_CHUNK_ELEMENTS // max(1, n * max(1, starts)))))
+    budget = _AUTO_CHUNK_ELEMENTS if jax.default_backend() == "cpu" else _AUTO_CHUNK_ELEMENTS_ACCELERATOR
+    return int(max(1, min(reps, budget // max(1, n * max(1, starts)))))
 
 
 def _device_name() -> str:
@@ -559,8 +562,9 @@ def monte_carlo(
         :func:`jaxgmm.fit`. Fixed values are the truth's.
       compute_se: compute observed-information SEs (needed for the SE and
         coverage columns).
-      chunk_size: replicates per compiled call; default keeps each chunk's
-        simulated data near 2**24 numbers.
+      chunk_size: replicates per compiled call; by default each chunk holds
+        about 2**24 simulated numbers on CPU (2**26 on an accelerator), divided
+        by ``n_starts`` for data-driven starts.
       progress: show a tqdm progress bar; ``None`` shows one when the study runs
         in more than one chunk (and stderr is a terminal).
 

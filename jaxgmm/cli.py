@@ -443,6 +443,8 @@ def _nonnegative_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Fit univariate Gaussian mixtures by EM, thousands at once.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{study,fit}", parser_class=_Parser)
 
     s = sub.add_parser("study", help="Monte Carlo study of the EM estimators",
