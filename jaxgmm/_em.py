@@ -178,6 +178,7 @@ def two_component_stats(
     moments: DataMoments,
     *,
     second_moments: bool = True,
+    loglik: bool = False,
 ) -> SuffStats:
     """The E-pass of the fitting loop for ``K = 2``: one ``tanh`` per point.
 
@@ -192,8 +193,10 @@ def two_component_stats(
     relative to its own size), so a component holding a fraction ``f`` of the
     weight has its count resolved to about ``eps / f`` relative; the reported
     log-likelihood and the degeneracy flags come from the exact E-pass
-    (:func:`sufficient_stats`) after the loop.  ``loglik`` is not computed here
-    (``None``): the loop's convergence rule does not use it.
+    (:func:`sufficient_stats`) after the loop.  The log-likelihood is computed
+    only when ``loglik`` (static) is set, from the same ``t``:
+    ``log p(x) = max(a_1, a_2) + log(2 / (1 + |t|))``; otherwise it is ``None``
+    (the plain loop's convergence rule does not use it).
     """
     weights, means, scales = params
     prec = 1.0 / (scales * scales)
@@ -216,7 +219,12 @@ def two_component_stats(
         second = raw_second - 2.0 * means * raw_first + means * means * count
     else:
         second = jnp.zeros_like(first)
-    return SuffStats(count, first, second, None)
+    ll = None
+    if loglik:
+        a, _ = _log_joint(x, params)
+        point_ll = jnp.maximum(a[0], a[1]) + (math.log(2.0) - jnp.log1p(jnp.abs(t)))
+        ll = _weighted_sum(point_ll, sample_weight)
+    return SuffStats(count, first, second, ll)
 
 
 def e_step(

@@ -1,0 +1,173 @@
+"""SQUAREM acceleration of the EM loop (Varadhan & Roland, 2008, scheme "SqS3").
+
+Plain EM converges linearly, and slowly when the components overlap.  SQUAREM
+takes two EM steps ``p1 = F(p0)``, ``p2 = F(p1)`` and extrapolates along them::
+
+    r = theta(p1) - theta(p0),   v = theta(p2) - theta(p1) - r
+    alpha = clip(sqrt(|r|^2 / |v|^2), 1, step_max)            # SqS3 step length
+    p' = theta^-1(theta(p0) + 2 alpha r + alpha^2 v),  p_new = F(p')
+
+in unconstrained coordinates ``theta`` (log weights, normalised back over the free
+weights; means; log scales), so no extrapolated point leaves the parameter space.
+``alpha = 1`` is exactly two EM steps.  ``step_max`` starts at 1 and grows four-fold
+each time the step reaches it and is accepted (shrinks four-fold when rejected),
+as in the SQUAREM reference implementation.
+
+Monotonicity safeguard: ``p_new`` is accepted only if its log-likelihood is at
+least that of ``p1``; otherwise the cycle falls back to plain EM (the next cycle
+restarts from ``p1``, whose E-pass is kept, so the fallback costs no extra pass).
+The log-likelihood of the accepted state therefore never decreases, and a fit
+never ends below where plain EM's step would have taken it.
+
+Counting and convergence (same rule as plain EM): ``n_iter`` counts **E-steps**
+(passes over the data), three per cycle.  A fit stops as soon as one plain EM
+step ``p -> F(p)`` changes no parameter by ``tol`` or more (in standardised
+units), and returns ``F(p)``, exactly as the plain loop does; it also stops when
+``n_iter`` reaches ``max_iter`` (never exceeded) or a value turns non-finite.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._em import DataMoments, ModelSpec, SuffStats, data_moments, m_step_from_stats, sufficient_stats, \
+    two_component_stats
+from ._loop import LoopState, Standardiser, _all_finite, _largest_change, finish, map_in_blocks
+from ._params import Array, FitResult, MixtureParams
+
+# Step-length growth factor (the reference implementation's ``mstep``).
+_STEP_GROWTH = 4.0
+
+
+class SquaremState(NamedTuple):
+    """Carry of the SQUAREM loop for one fit (standardised coordinates)."""
+
+    params: MixtureParams  # candidate for the next cycle's start; the result once done
+    backup: MixtureParams  # p1 of the last cycle: the monotone fallback
+    backup_stats: SuffStats  # its E-pass (with log-likelihood)
+    alpha: Array  # shape=(), step length of the last extrapolation
+    step_max: Array  # shape=()
+    n_iter: Array  # shape=(), int32: E-steps so far
+    change: Array  # shape=(), largest change of the last plain EM step
+    finite: Array  # shape=(), bool
+    done: Array  # shape=(), bool
+
+
+def e_pass(x_std, sample_weight, params, spec: ModelSpec, moments: DataMoments) -> SuffStats:
+    """E-pass with the log-likelihood (the safeguard needs it)."""
+    if params.means.shape[-1] == 2:
+        return two_component_stats(x_std, params, sample_weight, moments,
+                                   second_moments=spec.scales_free, loglik=True)
+    return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)
+
+
+def to_free(p: MixtureParams) -> MixtureParams:
+    """Unconstrained coordinates: log weights, means, log scales."""
+    return MixtureParams(jnp.log(p.weights), p.means, jnp.log(p.scales))
+
+
+def from_free(theta: MixtureParams, ref: MixtureParams, spec: ModelSpec) -> MixtureParams:
+    """Back to parameters; fixed weights keep their values, free ones share the rest."""
+    fixed_w = jnp.asarray(spec.fixed_weights)
+    if all(spec.fixed_weights):
+        weights = ref.weights
+    else:
+        free_mass = 1.0 - jnp.sum(jnp.where(fixed_w, ref.weights, 0.0))
+        logits = jnp.where(fixed_w, -jnp.inf, theta.weights)
+        weights = jnp.where(fixed_w, ref.weights, free_mass * jax.nn.softmax(logits))
+    return MixtureParams(weights, theta.means, jnp.exp(theta.scales))
+
+
+def _select(pred, a, b):
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
+
+
+def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scale_floor, min_count,
+                spec: ModelSpec, moments: DataMoments) -> LoopState:
+    """SQUAREM cycles from ``params`` until a stopping rule holds; a :class:`LoopState`."""
+    e = functools.partial(e_pass, x_std, sample_weight, spec=spec, moments=moments)
+    m = functools.partial(m_step_from_stats, spec=spec, min_scale=scale_floor, min_count=min_count)
+    dtype = x_std.dtype
+    stats_shape = jax.eval_shape(e, params)
+    no_stats = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, -jnp.inf, s.dtype), stats_shape)
+    one = jnp.asarray(1.0, dtype)
+    start = SquaremState(params, params, no_stats, one, one, jnp.zeros((), jnp.int32),
+                         jnp.asarray(jnp.inf, dtype), jnp.asarray(True), jnp.asarray(False))
+
+    def cond(s: SquaremState):
+        return ~s.done
+
+    def body(s: SquaremState):
+        # Safeguard: keep last cycle's extrapolated point only if it is no worse than
+        # its p1 (backup); otherwise restart from p1 with its stored E-pass.
+        stats_new = e(s.params)
+        first = s.n_iter == 0
+        accept = first | (_all_finite(s.params) & (stats_new.loglik >= s.backup_stats.loglik))
+        p0 = _select(accept, s.params, s.backup)
+        stats0 = _select(accept, stats_new, s.backup_stats)
+        at_max = s.alpha >= s.step_max
+        step_max = jnp.where(at_max, jnp.where(accept, s.step_max * _STEP_GROWTH,
+                                               jnp.maximum(one, s.step_max / _STEP_GROWTH)), s.step_max)
+        step_max = jnp.where(first, one, step_max)
+
+        p1 = m(stats0, p0)
+        change1 = _largest_change(p1, p0)
+        n1 = s.n_iter + 1
+        finite1 = _all_finite(p1) & jnp.isfinite(stats0.loglik)
+        stop1 = ~(change1 >= tol) | (n1 >= max_iter) | ~finite1
+        change1 = jnp.where(finite1, change1, jnp.inf)
+
+        stats1 = e(p1)
+        p2 = m(stats1, p1)
+        change2 = _largest_change(p2, p1)
+        n2 = n1 + 1
+        finite2 = _all_finite(p2) & jnp.isfinite(stats1.loglik)
+        stop2 = ~(change2 >= tol) | (n2 >= max_iter) | ~finite2
+
+        th0, th1, th2 = to_free(p0), to_free(p1), to_free(p2)
+        r = jax.tree_util.tree_map(lambda a, b: jnp.nan_to_num(b - a, nan=0.0, posinf=0.0, neginf=0.0), th0, th1)
+        v = jax.tree_util.tree_map(lambda a, b, c: jnp.nan_to_num(b - a - c, nan=0.0, posinf=0.0, neginf=0.0),
+                                   th1, th2, r)
+        sr2 = sum(jnp.sum(f * f) for f in r)
+        sv2 = sum(jnp.sum(f * f) for f in v)
+        alpha = jnp.sqrt(sr2 / sv2)
+        alpha = jnp.where(jnp.isfinite(alpha), jnp.clip(alpha, one, step_max), one)
+        theta = jax.tree_util.tree_map(lambda t, a, b: t + 2.0 * alpha * a + alpha * alpha * b, th0, r, v)
+        p_ext = from_free(theta, p0, spec)
+        p_new = m(e(p_ext), p_ext)  # the stabilising EM step
+        n3 = n2 + 1
+
+        running = SquaremState(p_new, p1, stats1, alpha, step_max, n3, change2, jnp.asarray(True),
+                               jnp.asarray(False))
+        at2 = SquaremState(p2, p1, stats1, alpha, step_max, n2, change2, finite2, jnp.asarray(True))
+        at1 = SquaremState(p1, p0, stats0, alpha, step_max, n1, change1, finite1, jnp.asarray(True))
+        return _select(stop1, at1, _select(stop2, at2, running))
+
+    out = lax.while_loop(cond, body, start)
+    return LoopState(out.params, out.n_iter, out.change, out.finite)
+
+
+def fit_one_squarem(x, sample_weight, init, tol, max_iter, scale_floor, spec: ModelSpec) -> FitResult:
+    """SQUAREM fit of one dataset ``x`` of shape ``(n,)`` from ``init`` (fields ``(K,)``)."""
+    std = Standardiser.from_data(x, sample_weight)
+    x_std = std.data(x)
+    state = run_squarem(x_std, sample_weight, std.params_in(init), tol, max_iter, scale_floor,
+                        std.min_count, spec, data_moments(x_std, sample_weight))
+    # max_iter = 0: no pass at all, the start is returned (as in the plain loop).
+    none = max_iter <= 0
+    state = LoopState(_select(none, std.params_in(init), state.params), jnp.where(none, 0, state.n_iter),
+                      jnp.where(none, jnp.inf, state.change), state.finite | none)
+    return finish(x_std, sample_weight, state, tol, scale_floor, std, spec)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def fit_batched_squarem(x, sample_weight, init: MixtureParams, tol, max_iter, scale_floor,
+                        spec: ModelSpec) -> FitResult:
+    """:func:`fit_one_squarem` over the broadcast batch (as ``fit_batched``)."""
+    one = functools.partial(fit_one_squarem, tol=tol, max_iter=max_iter, scale_floor=scale_floor, spec=spec)
+    return map_in_blocks(lambda x_, w_, p_: one(x_, w_, p_), (x, sample_weight, init), (1, 1, 1))
