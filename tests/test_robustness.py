@@ -439,7 +439,7 @@ def test_shift_and_scale_do_not_change_float32_fits(name):
     np.testing.assert_allclose(np.asarray(moved.params.scales, np.float64) / scale, base.params.scales, rtol=tol)
 
 
-@pytest.mark.parametrize("n", [100_000, 1_000_000])
+@pytest.mark.parametrize("n", [1_000_000])
 def test_float32_small_component_of_large_dataset(n):
     """Three points of n form their own component: float32 must resolve it.
 
