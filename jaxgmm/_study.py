@@ -352,6 +352,18 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
+def _jsonable(obj):
+    """Plain Python values for strict JSON: NaN and infinities become null."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    obj = _plain(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def param_names(k: int) -> MixtureParams:
     return MixtureParams(*([f"{_SYMBOL[f]}_{j + 1}" for j in range(k)] for f in FIELDS))
 
@@ -387,8 +399,10 @@ def summarise(truth: MixtureParams, estimates: MixtureParams, se: MixtureParams,
                 rows["sd"].append(sd)
                 rows["mean_se"].append(s[finite].mean() if finite.any() else np.nan)
                 rows["rmse"].append(np.sqrt(np.mean((est - t) ** 2)) if m else np.nan)
-                # A replicate whose SE is not finite counts as not covering.
-                rows["coverage"].append(np.mean(finite & (np.abs(est - t) <= z * s)) if m else np.nan)
+                # A replicate whose SE is not finite counts as not covering
+                # (NaN when no replicate has one, e.g. compute_se=False).
+                covered = np.mean(finite & (np.abs(est - t) <= z * s)) if (m and finite.any()) else np.nan
+                rows["coverage"].append(covered)
                 rows["converged"].append(converged.mean())
             names.append(label)
     return Summary(names, {c: np.asarray(v, np.float64) for c, v in rows.items()},
@@ -513,7 +527,7 @@ class MonteCarloResult:
                "status_counts": {s.name: int(np.sum(self.status == s)) for s in Status},
                "summary": self.summary().to_dict()}
         with open(path, "w") as fh:
-            json.dump(doc, fh, indent=2, default=_plain)
+            json.dump(_jsonable(doc), fh, indent=2)
 
 
 def _check_positive_int(value, name: str) -> int:

@@ -322,6 +322,17 @@ def _fit(args) -> int:
         raise CLIError("--kmax chooses K itself: leave out -k and fixed values")
     if data.size < 2:
         raise CLIError(f"{args.file!r} holds {data.size} usable number(s); need at least 2")
+    fixed_w = [v for v in given.get("weights", []) if v is not None]
+    if fixed_w:
+        mass = sum(fixed_w)
+        if any(v < 0 for v in fixed_w):
+            raise CLIError("--weights: fixed weights must be >= 0")
+        if len(fixed_w) == k and abs(mass - 1) > 1e-6:
+            raise CLIError(f"--weights: fixed weights must sum to 1, got {mass:g}")
+        if len(fixed_w) < k and not mass < 1:
+            raise CLIError(f"--weights: fixed weights must leave some mass for the free ones, got {mass:g}")
+    if any(v is not None and v <= 0 for v in given.get("scales", [])):
+        raise CLIError("--scales: fixed scales must be positive")
 
     _enable_x64_if(args)
     import jax
@@ -356,14 +367,6 @@ def _fit(args) -> int:
         spec = make_spec(masks, k, args.equal_scales)
         values = MixtureParams(*(jnp.asarray([0.0 if v is None else v for v in given.get(f, [None] * k)], x.dtype)
                                  for f in MixtureParams._fields))
-        if any(spec.fixed_weights):
-            fixed_mass = sum(v for v in given["weights"] if v is not None)
-            if all(spec.fixed_weights) and abs(fixed_mass - 1) > 1e-6:
-                raise CLIError(f"--weights: fixed weights must sum to 1, got {fixed_mass:g}")
-            if not all(spec.fixed_weights) and not 0 <= fixed_mass < 1:
-                raise CLIError(f"--weights: fixed weights must leave some mass for the free ones, got {fixed_mass:g}")
-        if any(v is not None and v <= 0 for v in given.get("scales", [])):
-            raise CLIError("--scales: fixed scales must be positive")
         starts = init_params(key, x, k, method=args.init, n_starts=args.restarts)
         starts = impose_fixed(starts, values, spec)
         fixed = spec_mask(spec)
@@ -411,7 +414,12 @@ def _print_table(params, se, fixed, k: int) -> None:
             v = float(np.asarray(getattr(params, f))[j])
             s = float(np.asarray(getattr(se, f))[j])
             is_fixed = bool(np.asarray(getattr(fixed, f))[j])
-            row.append(f"{v:.6g} (fixed)" if is_fixed else f"{v:.6g} ({s:.3g})")
+            if is_fixed:
+                row.append(f"{v:.6g} (fixed)")
+            elif f == "weights" and s == 0.0:
+                row.append(f"{v:.6g} (1 - fixed)")  # the only free weight: pinned
+            else:
+                row.append(f"{v:.6g} ({s:.3g})")
         body.append(row)
     widths = [max(len(r[i]) for r in [heads] + body) for i in range(len(heads))]
     for r in [heads] + body:
@@ -506,6 +514,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.k_given = args.k is not None
             args.k = 2 if args.k is None else args.k
         return args.run(args)
+    except BrokenPipeError:  # e.g. `jaxgmm study | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except CLIError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -516,6 +528,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # device out of memory is the user's to fix; anything else is a bug
+        if "RESOURCE_EXHAUSTED" in str(err):
+            print(f"{PROG}: error: out of device memory; try a smaller --chunk-size", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
