@@ -151,18 +151,27 @@ def as_sample_weight(sample_weight, x):
     return w
 
 
-def check_data_values(x, sample_weight=None) -> None:
-    """Raise ``ValueError`` naming the datasets that hold NaN or infinite values."""
-    if not is_concrete(x):
-        return
+def check_data_values(x, sample_weight=None) -> bool:
+    """Raise ``ValueError`` naming the datasets that hold NaN or infinite values.
+
+    Values with weight 0 are absent and allowed.  Returns whether ``x`` holds
+    any non-finite value at all (then only where the weight is 0); ``True`` when
+    that is unknown because ``x`` or ``sample_weight`` is traced.
+    """
+    if not is_concrete(x, sample_weight):
+        return True
+    # Reduce where the data live (a GPU, say); only booleans come to the host.
     finite = jnp.isfinite(x)
-    if sample_weight is not None:  # values with zero weight are absent
+    if bool(jnp.all(finite)):
+        return False
+    if sample_weight is not None:
         finite = finite | (sample_weight == 0)
     bad = ~np.asarray(jnp.all(finite, axis=-1))
     if bad.any():
         at = "" if bad.ndim == 0 else f" in datasets at batch indices {_first_indices(bad)}"
         raise ValueError(f"x contains NaN or infinite values{at}; drop them, or pass "
                          "nan_policy='omit' to treat them as absent")
+    return True
 
 
 def _concrete_number(value, name: str, kind=float):
@@ -208,9 +217,7 @@ def apply_nan_policy(x, sample_weight, nan_policy: str):
     ``sample_weight`` is always an array.
     """
     if nan_policy == "raise":
-        check_data_values(x, sample_weight)
-        if sample_weight is not None and (
-                not is_concrete(x, sample_weight) or not bool(jnp.all(jnp.isfinite(x)))):
+        if check_data_values(x, sample_weight) and sample_weight is not None:
             # Values with weight 0 are absent: whatever they hold (NaN, inf) must
             # not reach the sums, where 0 * NaN would poison the whole fit.
             x = jnp.where(sample_weight > 0, x, 0).astype(x.dtype)

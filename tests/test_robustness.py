@@ -247,6 +247,19 @@ def test_traced_bad_sample_weight_is_reported():
     np.testing.assert_array_equal(np.asarray(result.status), [Status.CONVERGED] + [Status.NONFINITE] * 4)
 
 
+def test_traced_weights_with_concrete_data():
+    # x closed over (concrete) while the weights are traced: no host-side value
+    # check is possible, and a NaN with weight 0 is still absent.
+    x = _with_nan(_XB[:2], (1, 2)).astype(DTYPE)
+    f = jax.jit(lambda w: jaxgmm.fit(x, START, sample_weight=w))
+    w = np.ones((2, 50), DTYPE)
+    w[1, 2] = 0
+    result = f(w)
+    np.testing.assert_array_equal(np.asarray(result.status), [Status.CONVERGED] * 2)
+    w[1, 2] = 1
+    np.testing.assert_array_equal(np.asarray(f(w).status), [Status.CONVERGED, Status.NONFINITE])
+
+
 def test_traced_bad_starts_are_reported():
     weights = [[0.4, 0.6], [1.0, 0.0], [0.4, 0.6], [0.4, 0.6], [np.nan, 0.6]]
     means = [[-1.0, 2.0], [-1.0, 2.0], [-1.0, 2.0], [-1.0, 2.0], [-1.0, 2.0]]
