@@ -338,8 +338,8 @@ def _fit(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    from ._fit import best_of, fit
-    from ._inference import aic, bic, n_parameters, select_components, standard_errors
+    from ._fit import fit
+    from ._inference import aic, best_of_jit, bic, n_parameters, select_components, standard_errors
     from ._init import init_params
     from ._params import MixtureParams, Status
     from ._spec import make_spec
@@ -370,7 +370,7 @@ def _fit(args) -> int:
         starts = init_params(key, x, k, method=args.init, n_starts=args.restarts)
         starts = impose_fixed(starts, values, spec)
         fixed = spec_mask(spec)
-        result = best_of(fit(x, starts, fixed=fixed, equal_scales=args.equal_scales), axis=0)
+        result = best_of_jit(fit(x, starts, fixed=fixed, equal_scales=args.equal_scales), axis=0)
     equal = args.equal_scales
     se = standard_errors(x, result, fixed=fixed, equal_scales=equal)
     p = n_parameters(k, fixed=fixed, equal_scales=equal)
