@@ -207,3 +207,15 @@ def test_aic_bic_and_select_components():
     # The one-component fit is the sample mean and SD.
     one = choice.results[0].params
     assert float(one.means[0]) == pytest.approx(float(x.mean()), rel=1e2 * EPS, abs=1e2 * EPS)
+
+
+def test_one_component_standard_errors_are_the_textbook_formulas():
+    # K = 1: the MLE is the sample mean and the (1/n) SD, with observed-information
+    # SEs sd / sqrt(n) and sd / sqrt(2 n) exactly; the single weight is pinned.
+    xn = _textbook_data()
+    n, mean, sd = len(xn), xn.mean(), xn.std()
+    x = jnp.asarray(xn, DTYPE)
+    se = jaxgmm.standard_errors(x, M(jnp.ones(1, DTYPE), jnp.asarray([mean], DTYPE), jnp.asarray([sd], DTYPE)))
+    assert float(se.weights[0]) == 0.0
+    assert float(se.means[0]) == pytest.approx(sd / np.sqrt(n), rel=rtol_for(n))
+    assert float(se.scales[0]) == pytest.approx(sd / np.sqrt(2 * n), rel=rtol_for(n))

@@ -301,3 +301,23 @@ def test_grid_over_separation():
     assert len(s) == 4 * 3 and list(s.columns)[:2] == ["truth", "n"]
     sd = {(int(t), int(n), name): v for t, n, name, v in zip(s.columns["truth"], s.columns["n"], s.names, s.columns["sd"])}
     assert sd[(0, 200, "mu_1")] > sd[(1, 200, "mu_1")] > sd[(1, 1000, "mu_1")]  # closer means, smaller n: noisier
+
+
+@pytest.mark.slow
+def test_given_start_fixed_weights_and_equal_scales():
+    truth = M(jnp.asarray([0.3, 0.7], DTYPE), jnp.asarray([0.0, 3.0], DTYPE), jnp.asarray([1.2, 1.2], DTYPE))
+    start = M(jnp.asarray([0.5, 0.5], DTYPE), jnp.asarray([-1.0, 4.0], DTYPE), jnp.asarray([1.0, 2.0], DTYPE))
+    reps = 2000
+    res = jaxgmm.monte_carlo(SEED + 3, truth, 500, reps, init=start, fixed="weights", equal_scales=True)
+    s = res.summary()
+    assert s.names == ["mu_1", "mu_2", "sigma"]
+    np.testing.assert_array_equal(res.estimates.weights, np.broadcast_to(np.asarray(truth.weights), (reps, 2)))
+    np.testing.assert_array_equal(res.estimates.scales[:, 0], res.estimates.scales[:, 1])
+    assert res.converged.mean() == 1.0
+    z = z_for(6)
+    for name, est, se in [("mu_1", res.estimates.means[:, 0], res.se.means[:, 0]),
+                          ("mu_2", res.estimates.means[:, 1], res.se.means[:, 1]),
+                          ("sigma", res.estimates.scales[:, 0], res.se.scales[:, 0])]:
+        row = s.row(name)
+        assert abs(row["mean_se"] - row["sd"]) <= z * math.hypot(sd_mcse(est), np.std(se) / math.sqrt(reps))
+        assert abs(row["coverage"] - 0.95) <= z * math.sqrt(0.95 * 0.05 / reps), (name, row)
