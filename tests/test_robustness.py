@@ -475,6 +475,26 @@ def test_float32_small_component_of_large_dataset(n):
     np.testing.assert_allclose(float(result.loglik), ll, rtol=16 * EPS32 * math.sqrt(n))
 
 
+def test_float32_tight_component_away_from_the_centre():
+    """A component 1000 times narrower than the data, 3 sd from their centre.
+
+    Its variance is 1e-6 of its squared distance from the centre, so any pass
+    that takes it from moments about the centre loses it to float32 rounding.
+    """
+    z = mixture_data(9, _N_NUM)
+    z = np.where(z > 0.5, 3.0 + 1e-3 * (z - 2.0) / 1.2, z)  # the right component squeezed
+    x32 = z.astype(np.float32)
+    start = MixtureParams(np.array([0.5, 0.5]), np.array([-1.0, 3.0]), np.array([1.0, 1e-2]))
+    result = jaxgmm.fit(x32, MixtureParams(*(np.float32(f) for f in start)), tol=1e-6)
+    assert int(result.status) == Status.CONVERGED
+    (w, m, s), _, _ = _reference_fit(x32, start)
+    p = [np.asarray(f, np.float64) for f in result.params]
+    np.testing.assert_allclose(p[0], w, rtol=0, atol=1e-4)
+    # Within 1e-4 of each scale, plus two roundings of a float32 number near 3.
+    assert np.all(np.abs(p[1] - m) <= 1e-4 * s + 2 * EPS32 * np.abs(m)), (p[1], m)
+    np.testing.assert_allclose(p[2], s, rtol=1e-4)
+
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_points_40_sigma_from_every_mean(k):
     params = params_of(DTYPE, np.full(k, 1.0 / k), np.linspace(-1.0, 1.0, k), np.full(k, 0.5))
