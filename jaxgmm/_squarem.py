@@ -60,7 +60,9 @@ class SquaremState(NamedTuple):
 
 def e_pass(x_std, sample_weight, params, spec: ModelSpec, moments: DataMoments) -> SuffStats:
     """E-pass with the log-likelihood (the safeguard needs it)."""
-    if params.means.shape[-1] == 2:
+    # The tanh pass only in float64: in float32 it loses small and tight
+    # components (see ``_loop.loop_stats``); the exact pass then.
+    if params.means.shape[-1] == 2 and jnp.finfo(x_std.dtype).bits >= 64:
         return two_component_stats(x_std, params, sample_weight, moments,
                                    second_moments=spec.scales_free, loglik=True)
     return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)

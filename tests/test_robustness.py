@@ -453,8 +453,9 @@ def test_shift_and_scale_do_not_change_float32_fits(name):
     np.testing.assert_allclose(np.asarray(moved.params.scales, np.float64) / scale, base.params.scales, rtol=tol)
 
 
+@pytest.mark.parametrize("accelerate", [None, "squarem"])
 @pytest.mark.parametrize("n", [1_000_000])
-def test_float32_small_component_of_large_dataset(n):
+def test_float32_small_component_of_large_dataset(n, accelerate):
     """Three points of n form their own component: float32 must resolve it.
 
     Its count (3) is tiny next to the total weight n, so any E-pass that gets it
@@ -465,7 +466,7 @@ def test_float32_small_component_of_large_dataset(n):
     x[:3] = [7.9, 8.0, 8.1]
     x32 = x.astype(np.float32)
     start = MixtureParams(np.array([1 - 3 / n, 3 / n]), np.array([0.0, 8.0]), np.array([1.0, 0.1]))
-    result = jaxgmm.fit(x32, MixtureParams(*(np.float32(f) for f in start)))
+    result = jaxgmm.fit(x32, MixtureParams(*(np.float32(f) for f in start)), accelerate=accelerate)
     assert int(result.status) == Status.CONVERGED
     want, ll, sd = _reference_fit(x32, start)
     p = [np.asarray(f, np.float64) for f in result.params]
@@ -475,7 +476,8 @@ def test_float32_small_component_of_large_dataset(n):
     np.testing.assert_allclose(float(result.loglik), ll, rtol=16 * EPS32 * math.sqrt(n))
 
 
-def test_float32_tight_component_away_from_the_centre():
+@pytest.mark.parametrize("accelerate", [None, "squarem"])
+def test_float32_tight_component_away_from_the_centre(accelerate):
     """A component 1000 times narrower than the data, 3 sd from their centre.
 
     Its variance is 1e-6 of its squared distance from the centre, so any pass
@@ -485,7 +487,7 @@ def test_float32_tight_component_away_from_the_centre():
     z = np.where(z > 0.5, 3.0 + 1e-3 * (z - 2.0) / 1.2, z)  # the right component squeezed
     x32 = z.astype(np.float32)
     start = MixtureParams(np.array([0.5, 0.5]), np.array([-1.0, 3.0]), np.array([1.0, 1e-2]))
-    result = jaxgmm.fit(x32, MixtureParams(*(np.float32(f) for f in start)), tol=1e-6)
+    result = jaxgmm.fit(x32, MixtureParams(*(np.float32(f) for f in start)), tol=1e-6, accelerate=accelerate)
     assert int(result.status) == Status.CONVERGED
     (w, m, s), _, _ = _reference_fit(x32, start)
     p = [np.asarray(f, np.float64) for f in result.params]
