@@ -33,7 +33,7 @@ import numpy as np
 
 from ._batching import batch_shape_of
 from ._em import ModelSpec, data_moments
-from ._loop import LoopState, Standardiser, block_rows, finish, fit_batched, run_em
+from ._loop import LoopState, Standardiser, block_rows, finish, fit_batched, polish_phase, restart_converged, run_em
 from ._params import FitResult
 
 DEFAULT_CHUNK = 128
@@ -61,12 +61,13 @@ def _start(x, w, init, spec: ModelSpec, batched):
     return jax.vmap(one, in_axes=_axes(batched))(x, w, init)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "batched"))
-def _advance(x, w, state, cap, tol, scale_floor, spec: ModelSpec, batched):
+@functools.partial(jax.jit, static_argnames=("spec", "batched", "phases"))
+def _advance(x, w, state, cap, tol, scale_floor, spec: ModelSpec, batched, phases):
     def one(x_, w_, s_, cap_):
         std = Standardiser.from_data(x_, w_)
         x_std = std.data(x_)
-        return run_em(x_std, w_, s_, tol, cap_, scale_floor, std.min_count, spec, data_moments(x_std, w_))
+        return run_em(x_std, w_, s_, tol, cap_, scale_floor, std.min_count, spec, data_moments(x_std, w_),
+                      phases=phases)
     return jax.vmap(one, in_axes=_axes(batched[:2]) + (0, 0))(x, w, state, cap)
 
 
@@ -135,7 +136,7 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
     n_iter = np.zeros(size, np.int64)
     active = np.arange(size)
     lane = 0
-    rounds = 0
+    n_rounds = 0
     shapes_used = set()
 
     def take(ids):
@@ -143,28 +144,43 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
         sub = [jax.tree_util.tree_map(lambda l: l[idx], a) if b else a for a, b in zip(flat, batched)]
         return sub, jax.tree_util.tree_map(lambda l: l[idx], state)
 
-    while active.size:
-        results = []
-        for j, r in _blocks(active.size, rows):
-            shapes_used.add(r)
-            ids = active[j:j + r]
-            padded = np.concatenate([ids, np.full(r - ids.size, ids[0])]) if ids.size < r else ids
-            (xb, wb, pb), sb = take(padded)
-            cap = jnp.minimum(jnp.asarray(sb.n_iter) + chunk, max_iter)
-            results.append((ids, padded, _advance(xb, wb, sb, cap, tol, scale_floor, spec=spec, batched=batched)))
-        for ids, padded, out in results:
-            k = ids.size
-            idx = jnp.asarray(ids)
-            state = jax.tree_util.tree_map(lambda a, o: a.at[idx].set(o[:k]), state, out)
-            before = n_iter[padded]
-            after = np.asarray(out.n_iter)
-            lane += padded.size * int(np.max(after - before))
-            n_iter[ids] = after[:k]
-        rounds += 1
-        change = np.asarray(state.change)[active]
-        finite = np.asarray(state.finite)[active]
-        running = (n_iter[active] < max_iter_h) & finite & ~(change < tol_h)
-        active = active[running]
+    def rounds(active, phases):
+        nonlocal state, lane, n_rounds
+        while active.size:
+            results = []
+            for j, r in _blocks(active.size, rows):
+                shapes_used.add(r)
+                ids = active[j:j + r]
+                padded = np.concatenate([ids, np.full(r - ids.size, ids[0])]) if ids.size < r else ids
+                (xb, wb, pb), sb = take(padded)
+                cap = jnp.minimum(jnp.asarray(sb.n_iter) + chunk, max_iter)
+                results.append((ids, padded, _advance(xb, wb, sb, cap, tol, scale_floor, spec=spec,
+                                                      batched=batched, phases=phases)))
+            for ids, padded, out in results:
+                k = ids.size
+                idx = jnp.asarray(ids)
+                state = jax.tree_util.tree_map(lambda a, o: a.at[idx].set(o[:k]), state, out)
+                before = n_iter[padded]
+                after = np.asarray(out.n_iter)
+                lane += padded.size * int(np.max(after - before))
+                n_iter[ids] = after[:k]
+            n_rounds += 1
+            active = active[running(active)]
+
+    def running(ids):
+        change = np.asarray(state.change)[ids]
+        finite = np.asarray(state.finite)[ids]
+        return (n_iter[ids] < max_iter_h) & finite & ~(change < tol_h)
+
+    # The phases of the plain loop (see jaxgmm._loop.run_em), each to completion
+    # for every fit before the next starts.
+    if polish_phase(x, init, True):
+        rounds(active, "fast")
+        state = restart_converged(state, tol)
+        everyone = np.arange(size)
+        rounds(everyone[running(everyone)], "precise")
+    else:
+        rounds(active, "all")
 
     # Final E-pass and status, in consecutive blocks.
     parts = []
@@ -176,5 +192,5 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
         out = _finish(xb, wb, sb, tol, scale_floor, spec=spec, batched=batched)
         parts.append(jax.tree_util.tree_map(lambda o: o[:ids.size], out))
     result = jax.tree_util.tree_map(lambda *o: jnp.concatenate(o).reshape(full + o[0].shape[1:]), *parts)
-    info = CompactInfo(int(n_iter.sum()), lane, rounds, tuple(sorted(shapes_used)))
+    info = CompactInfo(int(n_iter.sum()), lane, n_rounds, tuple(sorted(shapes_used)))
     return result, info

@@ -159,16 +159,26 @@ def data_moments(x: Array, sample_weight: Optional[Array] = None) -> DataMoments
     return DataMoments(total, _weighted_sum(x, sample_weight), _weighted_sum(x * x, sample_weight))
 
 
-def _row_sum(values: Array, sample_weight: Optional[Array]) -> Array:
-    """``sum_i w_i v_i`` as a dot product.
+def _dots_for_sums() -> bool:
+    """Whether to write the loop's sums as dot products (trace-time choice).
 
-    Under ``vmap`` a dot with a vector of ones is a matrix-vector product, which
-    XLA:CPU runs at memory speed, while a reduction over the minor axis of a
-    fused elementwise expression is not fused there and costs several passes.
+    On CPU, under ``vmap``, a dot with a vector of ones is a matrix-vector
+    product that XLA runs at memory speed, while a reduction over the minor axis
+    of a fused elementwise expression costs several passes.  GPU compilers fuse
+    the elementwise work into the reductions (one read of the data per pass), and
+    a dot would force the intermediate to memory, so there plain sums are used.
     """
-    if sample_weight is None:
-        return jnp.dot(values, jnp.ones(values.shape[-1], values.dtype))
-    return jnp.sum(values * sample_weight)
+    return jax.default_backend() == "cpu"
+
+
+def _row_sum(values: Array, sample_weight: Optional[Array], other: Optional[Array] = None) -> Array:
+    """``sum_i w_i v_i (o_i)``: the loop's reductions (see :func:`_dots_for_sums`)."""
+    if sample_weight is None and _dots_for_sums():
+        rhs = jnp.ones(values.shape[-1], values.dtype) if other is None else other
+        return jnp.dot(values, rhs)
+    if other is not None:
+        values = values * other
+    return _weighted_sum(values, sample_weight)
 
 
 def two_component_stats(
@@ -206,15 +216,14 @@ def two_component_stats(
     h0 = 0.5 * (jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(scales[1]) - jnp.log(scales[0])
                 - 0.5 * (prec[0] * means[0] * means[0] - prec[1] * means[1] * means[1]))
     t = jnp.tanh(h0 + x * (h1 + x * h2))
-    tx = t * x
     t0 = _row_sum(t, sample_weight)
-    t1 = jnp.dot(t, x) if sample_weight is None else _row_sum(tx, sample_weight)
+    t1 = _row_sum(t, sample_weight, x)
     sign = jnp.asarray([1.0, -1.0], x.dtype)
     count = 0.5 * (moments.total + sign * t0)
     raw_first = 0.5 * (moments.first + sign * t1)
     first = raw_first - means * count
     if second_moments:
-        t2 = _row_sum(tx * x, sample_weight)
+        t2 = _row_sum(t * x, sample_weight, x)
         raw_second = 0.5 * (moments.second + sign * t2)
         second = raw_second - 2.0 * means * raw_first + means * means * count
     else:
@@ -225,6 +234,43 @@ def two_component_stats(
         point_ll = jnp.maximum(a[0], a[1]) + (math.log(2.0) - jnp.log1p(jnp.abs(t)))
         ll = _weighted_sum(point_ll, sample_weight)
     return SuffStats(count, first, second, ll)
+
+
+def two_component_stats_precise(
+    x: Array,
+    params: MixtureParams,
+    sample_weight: Optional[Array],
+    *,
+    second_moments: bool = True,
+) -> SuffStats:
+    """The ``K = 2`` loop pass with every responsibility resolved relative to its size.
+
+    Each responsibility is a logistic function of the log-odds ``q``,
+    ``rho_1 = 1 / (1 + exp(-q))`` and ``rho_2 = 1 / (1 + exp(q))``, both to full
+    relative precision, so a component of three points among a million keeps an exact
+    count (the ``tanh`` pass of :func:`two_component_stats` resolves it only to
+    ``eps`` times the total weight).  Each component's sums are taken separately
+    (first moments about zero, second moments about the component's mean), as
+    dot products on CPU.  ``loglik`` is ``None``.
+    """
+    weights, means, scales = params
+    prec = 1.0 / (scales * scales)
+    c2 = 0.5 * (prec[1] - prec[0])
+    c1 = prec[0] * means[0] - prec[1] * means[1]
+    c0 = (jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(scales[1]) - jnp.log(scales[0])
+          - 0.5 * (prec[0] * means[0] * means[0] - prec[1] * means[1] * means[1]))
+    q = c0 + x * (c1 + x * c2)
+    # logistic(q) = 1 / (1 + exp(-q)) is relatively precise at both ends; one
+    # self-contained expression per component keeps each a single fused pass.
+    rho = (jax.nn.sigmoid(q), jax.nn.sigmoid(-q))
+    count = jnp.stack([_row_sum(r, sample_weight) for r in rho])
+    first = jnp.stack([_row_sum(r, sample_weight, x) for r in rho]) - means * count
+    if second_moments:
+        dev = [x - m for m in (means[0], means[1])]
+        second = jnp.stack([_row_sum(r * d, sample_weight, d) for r, d in zip(rho, dev)])
+    else:
+        second = jnp.zeros_like(first)
+    return SuffStats(count, first, second, None)
 
 
 def e_step(

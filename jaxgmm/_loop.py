@@ -26,7 +26,7 @@ from jax import lax
 
 from ._batching import batch_shape_of, broadcast_vmap
 from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats,
-                  two_component_stats)
+                  two_component_stats, two_component_stats_precise)
 from ._params import Array, FitResult, MixtureParams, Status
 
 # A component with less than this fraction of one (average) observation's weight
@@ -119,28 +119,42 @@ def _all_finite(params: MixtureParams) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(f)) for f in params]))
 
 
-def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[DataMoments]):
-    """Sufficient statistics for the loop: the one-``tanh`` pass for ``K = 2``.
+def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[DataMoments],
+               fast: bool = True):
+    """Sufficient statistics for the loop.
 
-    ``moments`` (:func:`data_moments` of ``x_std``) selects the two-component pass;
-    ``None`` (or ``K != 2``) uses the general fused pass, which also returns the
-    log-likelihood.
+    For ``K = 2`` with ``moments`` (:func:`data_moments` of ``x_std``): the
+    one-``tanh`` pass when ``fast`` (static), else the pass that resolves every
+    responsibility relative to its size.  ``None`` moments (or ``K != 2``) use the
+    general fused pass, which also returns the log-likelihood.
     """
-    # Only in float64: the tanh pass gets a component's count as (W -/+ sum t) / 2
-    # and its second moment from raw moments, which in float32 lose a small
-    # component (3 points of 1e6: count resolved to eps * W = 0.1) and a tight one
-    # far from the centre (relative error eps * mean^2 / var): scales silently
-    # off by 5-30% under CONVERGED (tests/test_robustness.py::
-    # test_float32_small_component_of_large_dataset).
-    if (moments is not None and params.means.shape[-1] == 2
-            and jnp.finfo(x_std.dtype).bits >= 64):
-        return two_component_stats(x_std, params, sample_weight, moments, second_moments=spec.scales_free)
+    if moments is not None and params.means.shape[-1] == 2:
+        if fast:
+            return two_component_stats(x_std, params, sample_weight, moments, second_moments=spec.scales_free)
+        return two_component_stats_precise(x_std, params, sample_weight, second_moments=spec.scales_free)
     return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)
 
 
-def em_update(x_std, sample_weight, params, spec: ModelSpec, scale_floor, min_count, moments=None):
+def polish_phase(x_std, params: MixtureParams, moments) -> bool:
+    """Whether the ``K = 2`` loop ends with a precise phase (static).
+
+    The ``tanh`` pass gets a component's count as ``(W -/+ sum t) / 2`` and its
+    second moment from raw moments: in float64 that is exact enough, but in
+    float32 it loses a small component (3 points of 1e6: count resolved to
+    ``eps * W = 0.1``) and a tight one far from the centre (relative error
+    ``eps * mean^2 / var``; tests/test_robustness.py::
+    test_float32_small_component_of_large_dataset).  So narrower floats run the
+    fast pass to convergence, then continue with the precise pass until *it*
+    converges: the result is the precise pass's fixed point, and where the fast
+    one is already close (the usual case) this costs one or a few iterations.
+    """
+    return moments is not None and params.means.shape[-1] == 2 and jnp.finfo(x_std.dtype).bits < 64
+
+
+def em_update(x_std, sample_weight, params, spec: ModelSpec, scale_floor, min_count, moments=None,
+              fast: bool = True):
     """One EM iteration in standardised coordinates: ``(new_params, stats)``."""
-    stats = loop_stats(x_std, sample_weight, params, spec, moments)
+    stats = loop_stats(x_std, sample_weight, params, spec, moments, fast)
     return m_step_from_stats(stats, params, spec, scale_floor, min_count), stats
 
 
@@ -151,18 +165,40 @@ def step_finite(new: MixtureParams, stats) -> Array:
 
 
 def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, min_count, spec,
-           moments: Optional[DataMoments] = None):
-    """Iterate EM from ``state`` until converged, non-finite or ``n_iter == max_iter``."""
+           moments: Optional[DataMoments] = None, phases: str = "all"):
+    """Iterate EM from ``state`` until converged, non-finite or ``n_iter == max_iter``.
+
+    Where :func:`polish_phase` holds, a fast loop is followed by a precise one
+    (the fits the fast loop left converged are restarted in it); ``phases``
+    (static) runs ``"all"``, only the ``"fast"`` or only the ``"precise"`` loop
+    (the compacting driver schedules the phases itself).
+    """
 
     def cond(s: LoopState):
         return (s.n_iter < max_iter) & s.finite & ~(s.change < tol)
 
-    def body(s: LoopState):
-        new, stats = em_update(x_std, sample_weight, s.params, spec, scale_floor, min_count, moments)
-        finite = step_finite(new, stats)
-        return LoopState(new, s.n_iter + 1, _largest_change(new, s.params), finite)
+    def loop(s: LoopState, fast: bool):
+        def body(s: LoopState):
+            new, stats = em_update(x_std, sample_weight, s.params, spec, scale_floor, min_count, moments, fast)
+            finite = step_finite(new, stats)
+            return LoopState(new, s.n_iter + 1, _largest_change(new, s.params), finite)
 
-    return lax.while_loop(cond, body, state)
+        return lax.while_loop(cond, body, s)
+
+    if not polish_phase(x_std, state.params, moments):
+        return loop(state, True)
+    if phases in ("all", "fast"):
+        state = loop(state, True)
+    if phases == "all":
+        state = restart_converged(state, tol)
+    if phases in ("all", "precise"):
+        state = loop(state, False)
+    return state
+
+
+def restart_converged(state: LoopState, tol) -> LoopState:
+    """Mark converged fits as running again (for the precise phase)."""
+    return state._replace(change=jnp.where(state.change < tol, jnp.inf, state.change).astype(state.change.dtype))
 
 
 def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standardiser, spec):
@@ -211,7 +247,13 @@ BLOCK_POINTS = 2 ** 19
 
 
 def block_rows(n: int, size: int) -> int:
-    """Fits per block for datasets of ``n`` points in a batch of ``size`` fits."""
+    """Fits per block for datasets of ``n`` points in a batch of ``size`` fits.
+
+    On CPU a cache-sized block; on accelerators the whole batch (they need all
+    the parallelism they can get, and have no cache to fit).
+    """
+    if jax.default_backend() != "cpu":
+        return max(1, size)
     return max(1, min(size, BLOCK_POINTS // max(n, 1)))
 
 

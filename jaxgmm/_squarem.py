@@ -23,7 +23,12 @@ Counting and convergence (same rule as plain EM): ``n_iter`` counts **E-steps**
 (passes over the data), three per cycle.  A fit stops as soon as one plain EM
 step ``p -> F(p)`` changes no parameter by ``tol`` or more (in standardised
 units), and returns ``F(p)``, exactly as the plain loop does; it also stops when
-``n_iter`` reaches ``max_iter`` (never exceeded) or a value turns non-finite.
+``n_iter`` reaches ``max_iter`` (never exceeded; when a single E-step of budget
+is left, it is spent on a plain EM step, so every returned point is either
+checked or a plain EM step from a checked one) or a value turns non-finite.
+Where the plain loop ends with a precise phase (two components in float32, see
+:func:`jaxgmm._loop.polish_phase`), so does this one: plain EM steps on the
+precise pass until they converge (usually one or two E-steps, counted).
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from jax import lax
 
 from ._em import DataMoments, ModelSpec, SuffStats, data_moments, m_step_from_stats, sufficient_stats, \
     two_component_stats
-from ._loop import LoopState, Standardiser, _all_finite, _largest_change, finish, map_in_blocks
+from ._loop import (LoopState, Standardiser, _all_finite, _largest_change, finish, map_in_blocks, polish_phase,
+                    restart_converged, run_em)
 from ._params import Array, FitResult, MixtureParams
 
 # Step-length growth factor (the reference implementation's ``mstep``).
@@ -140,15 +146,22 @@ def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scal
         alpha = jnp.sqrt(sr2 / sv2)
         alpha = jnp.where(jnp.isfinite(alpha), jnp.clip(alpha, one, step_max), one)
         theta = jax.tree_util.tree_map(lambda t, a, b: t + 2.0 * alpha * a + alpha * alpha * b, th0, r, v)
-        p_ext = from_free(theta, p0, spec)
-        p_new = m(e(p_ext), p_ext)  # the stabilising EM step
+        # With one E-step of budget left there is no pass to check an extrapolated
+        # point: spend it on a plain EM step from p2 instead.
+        last = n2 + 1 >= max_iter
+        p_ext = _select(last, p2, from_free(theta, p0, spec))
+        stats_ext = e(p_ext)
+        p_new = m(stats_ext, p_ext)  # the stabilising EM step
         n3 = n2 + 1
+        change3 = _largest_change(p_new, p2)
+        finite3 = _all_finite(p_new) & jnp.isfinite(stats_ext.loglik)
 
         running = SquaremState(p_new, p1, stats1, alpha, step_max, n3, change2, jnp.asarray(True),
                                jnp.asarray(False))
+        at3 = SquaremState(p_new, p1, stats1, alpha, step_max, n3, change3, finite3, jnp.asarray(True))
         at2 = SquaremState(p2, p1, stats1, alpha, step_max, n2, change2, finite2, jnp.asarray(True))
         at1 = SquaremState(p1, p0, stats0, alpha, step_max, n1, change1, finite1, jnp.asarray(True))
-        return _select(stop1, at1, _select(stop2, at2, running))
+        return _select(stop1, at1, _select(stop2, at2, _select(last, at3, running)))
 
     out = lax.while_loop(cond, body, start)
     return LoopState(out.params, out.n_iter, out.change, out.finite)
@@ -158,8 +171,14 @@ def fit_one_squarem(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mo
     """SQUAREM fit of one dataset ``x`` of shape ``(n,)`` from ``init`` (fields ``(K,)``)."""
     std = Standardiser.from_data(x, sample_weight)
     x_std = std.data(x)
+    moments = data_moments(x_std, sample_weight)
     state = run_squarem(x_std, sample_weight, std.params_in(init), tol, max_iter, scale_floor,
-                        std.min_count, spec, data_moments(x_std, sample_weight))
+                        std.min_count, spec, moments)
+    if polish_phase(x_std, init, moments):
+        # As in the plain loop: where the fast K=2 pass is not precise enough
+        # (float32), finish with plain EM on the precise pass until it converges.
+        state = run_em(x_std, sample_weight, restart_converged(state, tol), tol, max_iter, scale_floor,
+                       std.min_count, spec, moments, phases="precise")
     # max_iter = 0: no pass at all, the start is returned (as in the plain loop).
     none = max_iter <= 0
     state = LoopState(_select(none, std.params_in(init), state.params), jnp.where(none, 0, state.n_iter),
