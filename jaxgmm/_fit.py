@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple, Optional
 
 import jax
@@ -153,6 +155,7 @@ def _healthy_first_score(result: FitResult) -> Array:
     return rank, ll
 
 
+@functools.partial(jax.jit, static_argnames=("axis",))
 def best_of(result: FitResult, axis: int = 0) -> FitResult:
     """Keep, along ``axis`` (the restarts axis), the best fit of each dataset.
 

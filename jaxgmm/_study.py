@@ -168,8 +168,9 @@ def _device_name() -> str:
     return f"{d.platform}" + (f" ({kind})" if kind and kind.lower() != d.platform else "")
 
 
-def _run_chunks(compiled, key, total: int, chunk: int, progress, desc: str):
-    """Run ``compiled(key, indices)`` over ``ceil(total/chunk)`` chunks; NumPy outputs.
+def _run_chunks(compiled, key, total: int, chunk: int, progress, desc: str, first: int = 0):
+    """Run ``compiled(key, indices)`` over replicates ``first .. first + total - 1``
+    in ``ceil(total/chunk)`` chunks; NumPy outputs.
 
     The last chunk is padded to the full chunk size (one compiled shape) and the
     padding dropped. The next chunk is dispatched before the previous one is
@@ -177,7 +178,7 @@ def _run_chunks(compiled, key, total: int, chunk: int, progress, desc: str):
     """
     from tqdm import tqdm
 
-    starts = range(0, total, chunk)
+    starts = range(first, first + total, chunk)
     show = (len(starts) > 1) if progress is None else bool(progress)
     bar = tqdm(total=total, desc=desc, unit="fit", disable=None if show else True, leave=False)
     pieces, pending = [], None
@@ -194,7 +195,7 @@ def _run_chunks(compiled, key, total: int, chunk: int, progress, desc: str):
             out = compiled(key, idx)
             if pending is not None:
                 collect(pending)
-            pending = (out, min(chunk, total - s))
+            pending = (out, min(chunk, first + total - s))
         collect(pending)
     finally:
         bar.close()
@@ -271,13 +272,64 @@ def _struct(tree):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_chunk(design: _Design, chunk: int, key_s, truth_s, given_s):
+def _compiled_chunk(design: _Design, chunk: int, key_s, truth_s, given_s, mesh=None):
     """Ahead-of-time compiled chunk (so compile time is measured apart from run
-    time), cached per design and shapes so that repeated studies do not recompile."""
+    time), cached per design and shapes so that repeated studies do not recompile.
+
+    With a ``mesh``, the chunk's replicates are split over its devices with
+    ``shard_map``: each device simulates and fits its own share, with its own
+    while-loops, and nothing is communicated until the results come back.
+    """
     abstract = lambda s: jax.tree_util.tree_unflatten(s[0], [jax.ShapeDtypeStruct(sh, dt) for sh, dt in s[1]])
     idx = jax.ShapeDtypeStruct((chunk,), jnp.uint32)
-    return _study_chunk_jit.lower(abstract(key_s), idx, abstract(truth_s), abstract(given_s),
-                                  design=design).compile()
+    if mesh is None:
+        chunk_fn = _study_chunk_jit
+        return chunk_fn.lower(abstract(key_s), idx, abstract(truth_s), abstract(given_s),
+                              design=design).compile()
+    from jax.sharding import PartitionSpec as P
+
+    axis = mesh.axis_names[0]
+    sharded = jax.jit(jax.shard_map(
+        functools.partial(_study_chunk, design=design), mesh=mesh,
+        in_specs=(P(), P(axis), P(), P()), out_specs=P(axis), check_vma=False))
+    return sharded.lower(abstract(key_s), idx, abstract(truth_s), abstract(given_s)).compile()
+
+
+def _study_mesh(mesh, devices):
+    if mesh is not None and devices is not None:
+        raise ValueError("pass either mesh or devices, not both")
+    if mesh is not None:
+        if len(mesh.axis_names) != 1:
+            raise ValueError(f"monte_carlo needs a 1-D mesh, got axes {mesh.axis_names}")
+        return mesh
+    if devices is None:
+        return None
+    from ._sharding import batch_mesh
+
+    return batch_mesh(jax.local_devices() if isinstance(devices, str) and devices == "all" else devices)
+
+
+def _process_share(reps: int) -> tuple[int, int]:
+    """This process's contiguous block ``[first, first + count)`` of replicates."""
+    per = -(-reps // jax.process_count())
+    first = min(reps, jax.process_index() * per)
+    return first, min(per, reps - first)
+
+
+def _gather_processes(out: dict, count: int, reps: int) -> dict:
+    """All-gather every process's block of per-replicate outputs, in replicate order."""
+    from jax.experimental import multihost_utils
+
+    per = -(-reps // jax.process_count())
+    counts = [min(per, max(0, reps - p * per)) for p in range(jax.process_count())]
+
+    def gather(a):
+        padded = np.zeros((per,) + a.shape[1:], a.dtype)
+        padded[:count] = a
+        everyone = np.asarray(multihost_utils.process_allgather(padded))  # (processes, per, ...)
+        return np.concatenate([everyone[p, :c] for p, c in enumerate(counts)])
+
+    return jax.tree_util.tree_map(gather, out)
 
 
 # --------------------------------------------------------------------------- #
@@ -551,6 +603,9 @@ def monte_carlo(
     compute_se: bool = True,
     chunk_size: Optional[int] = None,
     progress: Optional[bool] = None,
+    mesh=None,
+    devices=None,
+    distributed: bool = False,
 ) -> MonteCarloResult:
     """Monte Carlo study of the EM estimators at sample size ``n``.
 
@@ -581,6 +636,14 @@ def monte_carlo(
         by ``n_starts`` for data-driven starts.
       progress: show a tqdm progress bar; ``None`` shows one when the study runs
         in more than one chunk (and stderr is a terminal).
+      mesh, devices: spread each chunk's replicates over several devices: a 1-D
+        :class:`jax.sharding.Mesh`, or a list of devices (``"all"`` for
+        ``jax.local_devices()``). The chunk size is rounded up to a multiple of
+        the number of devices. Results are those of one device.
+      distributed: in a multi-process JAX job (``jax.distributed.initialize``),
+        each process runs its own contiguous block of replicates on its local
+        devices and the blocks are all-gathered, so every process returns the
+        whole study, the same as a one-process run with the same key.
 
     Returns:
       :class:`MonteCarloResult`.
@@ -614,12 +677,22 @@ def monte_carlo(
     seed = int(key) if isinstance(key, (int, np.integer)) else None
     key = as_key(key)
 
+    mesh = _study_mesh(mesh, devices)
+    if distributed and reps < jax.process_count():
+        raise ValueError(f"reps={reps} is fewer than the {jax.process_count()} processes")
+    first, count = _process_share(reps) if distributed else (0, reps)
+    # Each device of the mesh takes an equal share of a chunk.
+    size = 1 if mesh is None else mesh.devices.size
+    chunk = -(-min(chunk, count) // size) * size
+
     t0 = time.perf_counter()
-    compiled = _compiled_chunk(design, chunk, _struct(key), _struct(truth), _struct(given))
+    compiled = _compiled_chunk(design, chunk, _struct(key), _struct(truth), _struct(given), mesh)
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    out = _run_chunks(lambda kk, idx: compiled(kk, idx, truth, given), key, reps, chunk, progress,
-                      desc="jaxgmm monte_carlo")
+    out = _run_chunks(lambda kk, idx: compiled(kk, idx, truth, given), key, count, chunk, progress,
+                      desc="jaxgmm monte_carlo", first=first)
+    if distributed:
+        out = _gather_processes(out, count, reps)
     run_s = time.perf_counter() - t1
 
     free = free_mask(spec)

@@ -22,3 +22,9 @@ def test_sharded_fits_match_single_device():
     out = run_script("sharded_fits.py")
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.strip().endswith("OK")
+
+
+def test_sharded_monte_carlo_matches_single_device():
+    out = run_script("sharded_study.py")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.strip().endswith("OK")
