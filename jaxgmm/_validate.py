@@ -100,7 +100,6 @@ def check_param_values(params: MixtureParams, name: str = "init") -> None:
     s = np.asarray(params.scales)
     m = np.asarray(params.means)
     tol = 1e-4 if w.dtype.itemsize <= 4 else 1e-10
-    axes = tuple(range(w.ndim - 1))
     where = lambda bad: "" if w.ndim == 1 else f" at batch indices {_first_indices(bad)}"
     # The first offending row, as found.
     got = lambda values, bad: ", got " + str([float(f"{v:.6g}") for v in (
@@ -118,7 +117,6 @@ def check_param_values(params: MixtureParams, name: str = "init") -> None:
     bad = ~np.all(np.isfinite(s) & (s > 0), axis=-1)
     if bad.any():
         raise ValueError(f"{name}.scales must be positive and finite{where(bad)}{got(s, bad)}")
-    del axes
 
 
 def as_sample_weight(sample_weight, x):

@@ -6,7 +6,6 @@ from the machine epsilon of the dtype under test, never from a random stream.
 """
 
 import math
-import re
 
 import jax
 import jax.numpy as jnp
