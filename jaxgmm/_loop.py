@@ -128,8 +128,14 @@ def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[
     responsibility relative to its size.  ``None`` moments (or ``K != 2``) use the
     general fused pass, which also returns the log-likelihood.
     """
+    # Both K = 2 passes form the log-odds from (x - mu) / sigma (an expanded
+    # quadratic in x loses eps * x^2 / sigma^2 of it, garbage near the variance
+    # floor in float32: tests/test_robustness.py::
+    # test_float32_em_never_lowers_the_likelihood_of_narrow_starts).  The tanh
+    # pass's second moments come from raw moments, so in narrower floats models
+    # with free scales use the precise pass throughout.
     if moments is not None and params.means.shape[-1] == 2:
-        if fast:
+        if fast and (jnp.finfo(x_std.dtype).bits >= 64 or not spec.scales_free):
             return two_component_stats(x_std, params, sample_weight, moments, second_moments=spec.scales_free)
         return two_component_stats_precise(x_std, params, sample_weight, second_moments=spec.scales_free)
     return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)

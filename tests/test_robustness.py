@@ -496,6 +496,27 @@ def test_float32_tight_component_away_from_the_centre(accelerate):
     np.testing.assert_allclose(p[2], s, rtol=1e-4)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1), log_scale=st.floats(-4.0, -1.0), outlier=st.floats(3.0, 30.0),
+       n_iter=st.sampled_from([1, 2, 5, 50]))
+def test_float32_em_never_lowers_the_likelihood_of_narrow_starts(seed, log_scale, outlier, n_iter):
+    """EM (with the floor, a generalised EM) never lowers the likelihood, also
+    from a start with a narrow component on one data point (scale 1e-4 to 0.1
+    sd, above the floor).  In float32 that needs log-odds formed from
+    (x - mu) / sigma: expanded as a quadratic in x they lose eps x^2 / sigma^2.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=50)
+    x[0] = outlier
+    x = x.astype(DTYPE)
+    sd = float(np.std(x))
+    start = params_of(DTYPE, [0.98, 0.02], [x.mean(), x[rng.integers(50)]], [sd, 10.0 ** log_scale * sd])
+    before = float(jaxgmm.log_likelihood(x, start))
+    result = jaxgmm.fit(x, start, tol=0, max_iter=n_iter)
+    assert_truthful(result)
+    assert float(result.loglik) >= before - rtol_for(x.size) * (abs(before) + x.size), (before, result)
+
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_points_40_sigma_from_every_mean(k):
     params = params_of(DTYPE, np.full(k, 1.0 / k), np.linspace(-1.0, 1.0, k), np.full(k, 0.5))
