@@ -181,6 +181,21 @@ def _row_sum(values: Array, sample_weight: Optional[Array], other: Optional[Arra
     return _weighted_sum(values, sample_weight)
 
 
+def _log_odds(x: Array, params: MixtureParams) -> Array:
+    """``q = a_1 - a_2`` for two components, from standardised deviations.
+
+    Formed as ``L - (z_1^2 - z_2^2) / 2`` with ``z_k = (x - mu_k) / sigma_k``, not as
+    the expanded quadratic in ``x``, which loses ``eps x^2 / sigma^2`` (garbage for
+    a narrow component in float32).  A zero weight gives ``q = -inf`` or ``+inf``.
+    """
+    weights, means, scales = params
+    inv = 1.0 / scales
+    z1 = (x - means[0]) * inv[0]
+    z2 = (x - means[1]) * inv[1]
+    offset = jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(inv[0]) - jnp.log(inv[1])
+    return offset + 0.5 * (z2 * z2 - z1 * z1)
+
+
 def two_component_stats(
     x: Array,
     params: MixtureParams,
@@ -209,13 +224,7 @@ def two_component_stats(
     (the plain loop's convergence rule does not use it).
     """
     weights, means, scales = params
-    prec = 1.0 / (scales * scales)
-    # q / 2 = h0 + h1 x + h2 x^2.  A zero weight gives h0 = -inf or +inf and t = -1 or 1.
-    h2 = 0.25 * (prec[1] - prec[0])
-    h1 = 0.5 * (prec[0] * means[0] - prec[1] * means[1])
-    h0 = 0.5 * (jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(scales[1]) - jnp.log(scales[0])
-                - 0.5 * (prec[0] * means[0] * means[0] - prec[1] * means[1] * means[1]))
-    t = jnp.tanh(h0 + x * (h1 + x * h2))
+    t = jnp.tanh(0.5 * _log_odds(x, params))
     t0 = _row_sum(t, sample_weight)
     t1 = _row_sum(t, sample_weight, x)
     sign = jnp.asarray([1.0, -1.0], x.dtype)
@@ -254,12 +263,7 @@ def two_component_stats_precise(
     dot products on CPU.  ``loglik`` is ``None``.
     """
     weights, means, scales = params
-    prec = 1.0 / (scales * scales)
-    c2 = 0.5 * (prec[1] - prec[0])
-    c1 = prec[0] * means[0] - prec[1] * means[1]
-    c0 = (jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(scales[1]) - jnp.log(scales[0])
-          - 0.5 * (prec[0] * means[0] * means[0] - prec[1] * means[1] * means[1]))
-    q = c0 + x * (c1 + x * c2)
+    q = _log_odds(x, params)
     # logistic(q) = 1 / (1 + exp(-q)) is relatively precise at both ends; one
     # self-contained expression per component keeps each a single fused pass.
     rho = (jax.nn.sigmoid(q), jax.nn.sigmoid(-q))
