@@ -111,12 +111,29 @@ def fit(
             raise ValueError("compact=True runs plain EM only; use accelerate=None with it")
         from ._squarem import fit_batched_squarem
 
-        return fit_batched_squarem(*args.arrays, spec=args.spec)
-    if compact:
+        result = fit_batched_squarem(*args.arrays, spec=args.spec)
+    elif compact:
         from ._compact import fit_compacted
 
-        return fit_compacted(*args.arrays, spec=args.spec)[0]
-    return fit_batched(*args.arrays, spec=args.spec)
+        result = fit_compacted(*args.arrays, spec=args.spec)[0]
+    else:
+        result = fit_batched(*args.arrays, spec=args.spec)
+    return with_fixed_values(result, args.arrays[2], args.spec)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def with_fixed_values(result: FitResult, init: MixtureParams, spec: ModelSpec) -> FitResult:
+    """Return fixed parameters exactly as given in ``init``.
+
+    Fits run on standardised data, and mapping a fixed value there and back moves
+    it by an ulp or so (a mean fixed at 0 would come back as -1.6e-8 in float32).
+    ``init``'s batch shape broadcasts against the result's, as in :func:`fit`.
+    """
+    masks = (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)
+    params = MixtureParams(*(
+        jnp.where(jnp.asarray(mask), given, fitted) if any(mask) else fitted
+        for mask, given, fitted in zip(masks, init, result.params)))
+    return result._replace(params=params)
 
 
 class FitArgs(NamedTuple):

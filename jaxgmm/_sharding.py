@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._batching import batch_shape_of
-from ._fit import prepare_fit
+from ._fit import prepare_fit, with_fixed_values
 from ._loop import fit_batched
 from ._params import FitResult, MixtureParams
 
@@ -105,7 +105,7 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
     spec = lambda sharded: P(axis) if sharded else P()
 
     def local(x_, w_, p_, tol_, it_, fl_):
-        return fit_batched(x_, w_, p_, tol_, it_, fl_, spec=args.spec)
+        return with_fixed_values(fit_batched(x_, w_, p_, tol_, it_, fl_, spec=args.spec), p_, args.spec)
 
     run = jax.jit(jax.shard_map(
         local, mesh=mesh,

@@ -347,3 +347,18 @@ def test_motivating_example_recovers_truth():
     assert bool(res.converged)
     w, m, _ = as_np(res.params)
     assert abs(w[0] - 0.2) < 5 * 0.014 and abs(m[0]) < 5 * 0.08 and abs(m[1] - 5) < 5 * 0.05
+
+
+def test_fixed_values_come_back_exactly():
+    """Fits run on standardised data; fixed entries must still be returned exactly
+    as given, not one rounding error away."""
+    # Standardising around the data's mean (~4) and back does not return 0 or 1
+    # exactly (seen: 8e-8 and 1 - 6e-8 in float32 without the restoring step).
+    x = jnp.asarray(draw(4, n=500), DTYPE)
+    start = to_params(START._replace(means=np.array([0.0, 4.0])))
+    fixed = MixtureParams(False, [True, False], True)
+    res = jaxgmm.fit(x, start, fixed=fixed)
+    assert float(res.params.means[0]) == float(start.means[0])
+    np.testing.assert_array_equal(np.asarray(res.params.scales), np.asarray(start.scales))
+    batch = jaxgmm.fit(jnp.stack([x, x[::-1]]), start, fixed="scales", accelerate="squarem")
+    np.testing.assert_array_equal(np.asarray(batch.params.scales), np.tile(np.asarray(start.scales), (2, 1)))
