@@ -14,7 +14,10 @@ each time the step reaches it and is accepted (shrinks four-fold when rejected),
 as in the SQUAREM reference implementation.
 
 Monotonicity safeguard: ``p_new`` is accepted only if its log-likelihood is at
-least that of ``p1``; otherwise the cycle falls back to plain EM (the next cycle
+least that of ``p1`` and it is not degenerate where ``p1`` is not (a free scale
+on the floor or an emptied component: with free scales the likelihood is
+unbounded there, and extrapolation must not jump into spikes that plain EM does
+not reach); otherwise the cycle falls back to plain EM (the next cycle
 restarts from ``p1``, whose E-pass is kept, so the fallback costs no extra pass).
 The log-likelihood of the accepted state therefore never decreases, and a fit
 never ends below where plain EM's step would have taken it.
@@ -95,6 +98,15 @@ def _select(pred, a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
 
 
+def degenerate(p: MixtureParams, stats: SuffStats, spec: ModelSpec, scale_floor, min_count) -> Array:
+    """The degeneracy test of the final status (``_loop.finish``), at ``p`` with its E-pass."""
+    eps = jnp.finfo(p.scales.dtype).eps
+    on_floor = jnp.any(~jnp.asarray(spec.fixed_scales) & (p.scales <= scale_floor * (1 + 16 * eps)))
+    any_free = jnp.asarray([not (a and b and c) for a, b, c in
+                            zip(spec.fixed_weights, spec.fixed_means, spec.fixed_scales)])
+    return on_floor | jnp.any(any_free & (stats.count <= min_count))
+
+
 def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scale_floor, min_count,
                 spec: ModelSpec, moments: DataMoments) -> LoopState:
     """SQUAREM cycles from ``params`` until a stopping rule holds; a :class:`LoopState`."""
@@ -115,7 +127,13 @@ def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scal
         # its p1 (backup); otherwise restart from p1 with its stored E-pass.
         stats_new = e(s.params)
         first = s.n_iter == 0
-        accept = first | (_all_finite(s.params) & (stats_new.loglik >= s.backup_stats.loglik))
+        # An extrapolated point is also refused when it lands on a degenerate
+        # solution (a free scale on the floor or a component emptied) that the
+        # fallback is not on: with free scales the likelihood is unbounded there,
+        # so "higher" would pull fits into spikes plain EM does not reach.
+        went_degenerate = degenerate(s.params, stats_new, spec, scale_floor, min_count) & ~degenerate(
+            s.backup, s.backup_stats, spec, scale_floor, min_count)
+        accept = first | (_all_finite(s.params) & (stats_new.loglik >= s.backup_stats.loglik) & ~went_degenerate)
         p0 = _select(accept, s.params, s.backup)
         stats0 = _select(accept, stats_new, s.backup_stats)
         at_max = s.alpha >= s.step_max
