@@ -20,7 +20,9 @@ unbounded there, and extrapolation must not jump into spikes that plain EM does
 not reach); otherwise the cycle falls back to plain EM (the next cycle
 restarts from ``p1``, whose E-pass is kept, so the fallback costs no extra pass).
 The log-likelihood of the accepted state therefore never decreases, and a fit
-never ends below where plain EM's step would have taken it.
+never ends below where plain EM's step would have taken it.  Where the likelihood
+has several local maxima, a long step can carry a fit into another (higher)
+one than plain EM from the same start would reach.
 
 Counting and convergence (same rule as plain EM): ``n_iter`` counts **E-steps**
 (passes over the data), three per cycle.  A fit stops as soon as one plain EM
