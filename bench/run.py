@@ -34,6 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)  # sibling scripts (scale_out)
 ROOF_C = os.path.join(ROOT, "..", "shared", "roofline", "roof.c")
 if not os.path.exists(ROOF_C):
     ROOF_C = "/work/shared/roofline/roof.c"
@@ -486,8 +487,23 @@ def write_report(path, info, r, quick, total_s):
       "cache.\n")
     w("## 6. GPU\n")
     w("`bench/gpu.sh` measures the same throughput on a GPU and the fraction of the measured memory-"
-      "bandwidth ceiling (4 bytes read per point per iteration). It has not been run here (no GPU on this "
-      "machine); see its output when run.\n")
+      "bandwidth ceiling (4 bytes read per point per iteration). This machine has no GPU, so this script "
+      "does not measure it; the figures below are a record of one run on a lent NVIDIA H200 "
+      "(jax 0.11.2 with CUDA) on 2026-11-26, of the tree as it stood between commits 2dc7313 and "
+      "ea940ab (fits in blocks, plain sums on GPU), with an earlier probe of the same quantities. "
+      "`gpu.sh` itself has not yet run on a GPU.\n")
+    w("| B x n | EM G point-iters/s (f32, known scales, 100 iterations) | fits/s to convergence (textbook, f32) |")
+    w("|---|---|---|")
+    w("| 10,000 x 1000 | 96.8 | 2,553,597 |")
+    w("| 100,000 x 1000 | 215.2 | 8,448,361 |\n")
+    w("Memory bandwidth measured on the same machine: a full-array sum reads 2,293 GB/s, `x * 2` moves "
+      "2,268 GB/s (read + write); the H200's nominal peak is 4.8 TB/s. At B = 100,000 the EM loop needs "
+      "215.2 G x 4 B = 0.86 TB/s: **0.38 of the measured read bandwidth** (0.18 of nominal), short of the "
+      "0.5 target. The same run found two `e_step` tests whose tolerance ignored the rounding of the "
+      "exponent (GPU `exp` rounds differently); the tolerance is now derived from it.\n")
+    if r.get("scale_out"):
+        w("## 7. Scale-out (`bench/scale_out.py`)\n")
+        w(r["scale_out"])
     with open(path, "w") as fh:
         fh.write("\n".join(L))
 
@@ -529,6 +545,10 @@ def main():
     r["tail"] = spawn("tail", batch=64 if q else 1000)
     print("memory", flush=True)
     r["memory"] = spawn("memory", batch=2000 if q else 100_000)
+    print("scale-out", flush=True)
+    import scale_out
+    r["scale_out"] = scale_out.markdown(scale_out.huge_dataset(1e6 if q else 1e8),
+                                        scale_out.multi_device(B=1000 if q else 10_000))
     write_report(args.out, info, r, q, time.perf_counter() - t0)
     with open(os.path.splitext(args.out)[0] + ".json", "w") as fh:
         json.dump(dict(info=info, results=r), fh, indent=1)
