@@ -112,6 +112,8 @@ def init_params(
         raise ValueError(f"n_components must be >= 1, got {n_components!r}")
     x = _validate.as_data(x)
     w = _validate.as_sample_weight(sample_weight, x)
+    # NaN data would give NaN starts, and fit would then blame init; say so here.
+    _validate.check_data_values(x, w)
     if w is not None:
         w = jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape))
         x = jnp.broadcast_to(x, w.shape)

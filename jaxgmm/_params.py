@@ -48,7 +48,9 @@ class Status(enum.IntEnum):
     DEGENERATE = 2
     """A component's weight vanished or a free scale sits on the variance floor."""
     NONFINITE = 3
-    """A parameter or the log-likelihood became NaN or infinite."""
+    """A parameter or the log-likelihood became NaN or infinite, or traced inputs
+    were invalid (NaN/inf data with positive weight, negative or non-finite
+    ``sample_weight``), which cannot raise inside ``jit``/``vmap``."""
 
 
 class FitResult(NamedTuple):

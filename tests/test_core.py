@@ -362,3 +362,9 @@ def test_fixed_values_come_back_exactly():
     np.testing.assert_array_equal(np.asarray(res.params.scales), np.asarray(start.scales))
     batch = jaxgmm.fit(jnp.stack([x, x[::-1]]), start, fixed="scales", accelerate="squarem")
     np.testing.assert_array_equal(np.asarray(batch.params.scales), np.tile(np.asarray(start.scales), (2, 1)))
+
+
+def test_init_params_rejects_nan_data_clearly():
+    x = np.r_[draw(23, n=100), np.nan]
+    with pytest.raises(ValueError, match="x contains NaN or infinite values"):
+        jaxgmm.init_params(jax.random.key(0), jnp.asarray(x, DTYPE), 2)
