@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._batching import batch_shape_of, broadcast_vmap
+from ._chunks import ChunkedData, chunked
 from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats,
                   two_component_stats, two_component_stats_precise)
 from ._params import Array, FitResult, MixtureParams, Status
@@ -134,6 +135,8 @@ def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[
     # test_float32_em_never_lowers_the_likelihood_of_narrow_starts).  The tanh
     # pass's second moments come from raw moments, so in narrower floats models
     # with free scales use the precise pass throughout.
+    if isinstance(x_std, ChunkedData):  # one very large dataset: sum over chunks
+        return x_std.reduce(lambda xs, ws, mom: loop_stats(xs, ws, params, spec, mom, fast), moments)
     if moments is not None and params.means.shape[-1] == 2:
         if fast and (jnp.finfo(x_std.dtype).bits >= 64 or not spec.scales_free):
             return two_component_stats(x_std, params, sample_weight, moments, second_moments=spec.scales_free)
@@ -209,7 +212,10 @@ def restart_converged(state: LoopState, tol) -> LoopState:
 
 def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standardiser, spec):
     """Status, log-likelihood of the final parameters and the map back to user scale."""
-    final = sufficient_stats(x_std, state.params, sample_weight, second_moments=False)
+    if isinstance(x_std, ChunkedData):
+        final = x_std.reduce(lambda xs, ws, _: sufficient_stats(xs, state.params, ws, second_moments=False))
+    else:
+        final = sufficient_stats(x_std, state.params, sample_weight, second_moments=False)
     params = state.params
     finite = state.finite & _all_finite(params) & jnp.isfinite(final.loglik)
     if sample_weight is not None:
@@ -238,11 +244,15 @@ def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standa
 def fit_one(x, sample_weight, init, tol, max_iter, scale_floor, spec: ModelSpec) -> FitResult:
     """Fit one dataset ``x`` of shape ``(n,)`` from ``init`` (fields ``(K,)``)."""
     std = Standardiser.from_data(x, sample_weight)
-    x_std = std.data(x)
     start = LoopState(std.params_in(init), jnp.zeros((), jnp.int32),
                       jnp.asarray(jnp.inf, x.dtype), jnp.asarray(True))
-    state = run_em(x_std, sample_weight, start, tol, max_iter, scale_floor, std.min_count, spec,
-                   data_moments(x_std, sample_weight))
+    x_std = chunked(x, sample_weight, std.centre, std.spread)
+    if x_std is None:
+        x_std = std.data(x)
+        moments = data_moments(x_std, sample_weight)
+    else:  # one very large dataset (see _chunks.py)
+        moments = x_std.moments()
+    state = run_em(x_std, sample_weight, start, tol, max_iter, scale_floor, std.min_count, spec, moments)
     return finish(x_std, sample_weight, state, tol, scale_floor, std, spec)
 
 

@@ -1,0 +1,85 @@
+"""One very large dataset, reduced in chunks of observations.
+
+The loop's passes over the data are sums over observations, but on CPU some of
+them are written as dot products (see ``_em._dots_for_sums``), whose operands XLA
+materialises: for one dataset of 10^8 points that is several arrays of the data's
+size per iteration.  :class:`ChunkedData` stands in for the standardised data of
+such a dataset: every pass runs over consecutive chunks (``lax.dynamic_slice`` of
+the user's array, standardised in cache) and adds up the chunks' statistics, so
+the temporaries are chunk-sized whatever ``n`` is.
+
+Every statistic is a sum over observations, so chunk sums add up to the full sum
+-- provided each chunk uses its *own* data moments in the two-component pass
+(whose counts are ``(sum w -/+ sum w t) / 2``).  The last chunk is shifted back to
+end at the last observation; the observations it repeats get weight 0.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._em import DataMoments, data_moments
+from ._params import Array
+
+# Datasets longer than this are reduced in chunks of CHUNK observations.
+LARGE_N = 2 ** 22
+CHUNK = 2 ** 20
+
+
+class ChunkedData(NamedTuple):
+    """The standardised view of one large dataset, reduced chunk by chunk."""
+
+    x: Array  # shape=(n,): the user's data, never copied
+    weight: Optional[Array]  # shape=(n,) or None
+    centre: Array
+    spread: Array
+    chunk: int
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.x.shape[-1] // self.chunk)
+
+    def _piece(self, i):
+        n, c = self.x.shape[-1], self.chunk
+        start = jnp.minimum(i * c, n - c)
+        xs = (lax.dynamic_slice_in_dim(self.x, start, c) - self.centre) / self.spread
+        ws = (jnp.ones((c,), self.x.dtype) if self.weight is None
+              else lax.dynamic_slice_in_dim(self.weight, start, c))
+        # The shifted last chunk repeats observations counted before: weight 0.
+        ws = jnp.where(start + jnp.arange(c) >= i * c, ws, 0.0).astype(self.x.dtype)
+        return xs, ws
+
+    def moments(self) -> DataMoments:
+        """Each chunk's :class:`DataMoments`, stacked: fields of shape ``(n_chunks,)``."""
+        return lax.map(lambda i: data_moments(*self._piece(i)), jnp.arange(self.n_chunks))
+
+    def reduce(self, fn: Callable, moments: Optional[DataMoments] = None):
+        """``sum over chunks of fn(x_std_chunk, weight_chunk, chunk_moments)``.
+
+        ``fn`` returns a pytree of sums (``None`` leaves allowed); ``moments`` are
+        those of :meth:`moments` (``None`` passes ``None`` to ``fn``).
+        """
+
+        def piece(i):
+            mom = None if moments is None else jax.tree_util.tree_map(lambda a: a[i], moments)
+            return fn(*self._piece(i), mom)
+
+        def add(i, total):
+            return jax.tree_util.tree_map(jnp.add, total, piece(i))
+
+        return lax.fori_loop(1, self.n_chunks, add, piece(0))
+
+
+def chunked(x: Array, sample_weight: Optional[Array], centre, spread) -> Optional[ChunkedData]:
+    """A :class:`ChunkedData` for a dataset longer than :data:`LARGE_N`, else None."""
+    if x.shape[-1] <= LARGE_N:
+        return None
+    return ChunkedData(x, sample_weight, centre, spread, CHUNK)
