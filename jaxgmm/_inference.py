@@ -38,6 +38,7 @@ from ._batching import broadcast_vmap
 from ._em import ModelSpec, log_likelihood
 from ._fit import best_of, fit
 from ._init import init_params
+from ._loop import Standardiser
 from ._params import Array, FitResult, MixtureParams
 from ._spec import make_spec, n_free_parameters
 
@@ -98,27 +99,18 @@ def _unpack(theta: Array, base: MixtureParams, spec: ModelSpec) -> MixtureParams
     return MixtureParams(weights, means, scales)
 
 
-def _standardiser(x: Array, sample_weight: Optional[Array]):
-    if sample_weight is None:
-        centre = jnp.mean(x)
-        spread = jnp.sqrt(jnp.mean(jnp.square(x - centre)))
-    else:
-        total = jnp.sum(sample_weight)
-        centre = jnp.sum(sample_weight * x) / total
-        spread = jnp.sqrt(jnp.sum(sample_weight * jnp.square(x - centre)) / total)
-    spread = jnp.where(jnp.isfinite(spread) & (spread > 0), spread, 1.0)
-    return centre, spread
-
-
 def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) -> Array:
     """``(3K, 3K)`` covariance of (weights, means, scales) for one dataset."""
     k = spec.n_components
     p = n_coordinates(spec)
     if p == 0:
         return jnp.zeros((3 * k, 3 * k), x.dtype)
-    centre, spread = _standardiser(x, sample_weight)
-    x_std = (x - centre) / spread
-    base = MixtureParams(params.weights, (params.means - centre) / spread, params.scales / spread)
+    # The Hessian is taken on standardised data (the fit's own map, see _loop.py)
+    # so that it is well conditioned whatever the data's location and scale.
+    std = Standardiser.from_data(x, sample_weight)
+    spread = std.spread
+    x_std = std.data(x)
+    base = std.params_in(params)
 
     def loglik(theta):
         return log_likelihood(x_std, _unpack(theta, base, spec), sample_weight)
