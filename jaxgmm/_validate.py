@@ -27,6 +27,11 @@ def _first_indices(mask: np.ndarray, limit: int = 5) -> str:
     return f"{idx[:limit]}{more}"
 
 
+def _at_batch(bad: np.ndarray, where: str = "at") -> str:
+    """`` at batch indices [...]`` naming the offending datasets ("" for one dataset)."""
+    return "" if bad.ndim == 0 else f" {where} batch indices {_first_indices(bad)}"
+
+
 def float_dtype_for(*arrays):
     """The float dtype a computation on ``arrays`` follows: the first float input's.
 
@@ -100,23 +105,22 @@ def check_param_values(params: MixtureParams, name: str = "init") -> None:
     s = np.asarray(params.scales)
     m = np.asarray(params.means)
     tol = 1e-4 if w.dtype.itemsize <= 4 else 1e-10
-    where = lambda bad: "" if w.ndim == 1 else f" at batch indices {_first_indices(bad)}"
     # The first offending row, as found.
     got = lambda values, bad: ", got " + str([float(f"{v:.6g}") for v in (
         values[bad][0] if values.ndim > 1 else values)])
     bad = ~np.all(np.isfinite(w) & (w >= 0) & (w <= 1), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.weights must lie in [0, 1]{where(bad)}{got(w, bad)}")
+        raise ValueError(f"{name}.weights must lie in [0, 1]{_at_batch(bad)}{got(w, bad)}")
     bad = np.abs(w.sum(-1) - 1) > tol * w.shape[-1]
     if bad.any():
         raise ValueError(f"{name}.weights must sum to 1 (within {tol:g} per component), "
-                         f"got sums {np.unique(w.sum(-1)[bad])[:5]}{where(bad)}")
+                         f"got sums {np.unique(w.sum(-1)[bad])[:5]}{_at_batch(bad)}")
     bad = ~np.all(np.isfinite(m), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.means must be finite{where(bad)}{got(m, bad)}")
+        raise ValueError(f"{name}.means must be finite{_at_batch(bad)}{got(m, bad)}")
     bad = ~np.all(np.isfinite(s) & (s > 0), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.scales must be positive and finite{where(bad)}{got(s, bad)}")
+        raise ValueError(f"{name}.scales must be positive and finite{_at_batch(bad)}{got(s, bad)}")
 
 
 def as_sample_weight(sample_weight, x):
@@ -140,11 +144,11 @@ def as_sample_weight(sample_weight, x):
         wn = np.asarray(w)
         bad = ~np.all(np.isfinite(wn) & (wn >= 0), axis=-1)
         if bad.any():
-            at = "" if wn.ndim == 1 else f" at batch indices {_first_indices(bad)}"
+            at = _at_batch(bad)
             raise ValueError(f"sample_weight must be finite and non-negative{at}")
         bad = ~np.any(wn > 0, axis=-1)
         if bad.any():
-            at = "" if wn.ndim == 1 else f" at batch indices {_first_indices(bad)}"
+            at = _at_batch(bad)
             raise ValueError(f"sample_weight is all zero{at}: no observation to fit")
     return w
 
@@ -166,7 +170,7 @@ def check_data_values(x, sample_weight=None) -> bool:
         finite = finite | (sample_weight == 0)
     bad = ~np.asarray(jnp.all(finite, axis=-1))
     if bad.any():
-        at = "" if bad.ndim == 0 else f" in datasets at batch indices {_first_indices(bad)}"
+        at = _at_batch(bad, "in datasets at")
         raise ValueError(f"x contains NaN or infinite values{at}; drop them, or pass "
                          "nan_policy='omit' to treat them as absent")
     return True
@@ -229,7 +233,7 @@ def apply_nan_policy(x, sample_weight, nan_policy: str):
     if is_concrete(sample_weight):
         bad = ~np.any(np.asarray(sample_weight) > 0, axis=-1)
         if bad.any():
-            at = "" if bad.ndim == 0 else f" at batch indices {_first_indices(bad)}"
+            at = _at_batch(bad)
             raise ValueError(f"x has no finite observation with positive weight{at} "
                              "after nan_policy='omit': nothing to fit")
     return x, sample_weight
@@ -266,7 +270,7 @@ def check_enough_observations(x, sample_weight, n_free: int) -> None:
     counts = np.sum(np.asarray(sample_weight) > 0, axis=-1)
     bad = counts < n_free
     if bad.any():
-        at = "" if bad.ndim == 0 else f" in datasets at batch indices {_first_indices(bad)}"
+        at = _at_batch(bad, "in datasets at")
         raise ValueError(f"too few observations with positive weight{at}: "
                          f"{int(np.min(counts))} < {n_free} free parameters of the model; "
                          "fix some parameters or use fewer components")
