@@ -5,15 +5,21 @@
 #     bash bench/gpu.sh
 # Installs nothing (the repository is put on PYTHONPATH). About 1-3 minutes.
 #
-# Prints, for the two-component model with known scales (tol=0, fixed iterations):
+# Prints, for the two-component model with known scales (tol=0, fixed iterations),
+# once for each way of writing a pass's sums (jaxgmm._em._REDUCTION: one reduction
+# per sum, or the default, where the pass's two sums are one complex reduction):
 #   G point-iters/s = B * n * iterations / seconds / 1e9
 #   bandwidth needed = 4 bytes read per point per iteration (float32) * point-iters/s
 #   fraction of the measured memory bandwidth (a large on-device reduction,
-#   best of several runs) and of the device's nominal peak where known.
+#   best of several runs) and of the device's nominal peak where known;
+# then fits/s to convergence for the textbook example.  With $OUT set, the table
+# is also written to $OUT/gpu_results.txt.  The GPU tests run separately:
+#     PYTHONPATH=. python -m pytest -q tests/test_core.py tests/test_large_data.py
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" XLA_PYTHON_CLIENT_PREALLOCATE=false "$PY" - <<'EOF'
+import os
 import time
 
 import jax
@@ -49,31 +55,52 @@ del big
 
 truth = jaxgmm.MixtureParams(jnp.asarray([0.2, 0.8]), jnp.asarray([0.0, 5.0]), jnp.asarray([1.0, 2 ** 0.5]))
 start = truth._replace(weights=jnp.asarray([0.5, 0.5]), means=jnp.asarray([-1.0, 4.0]))
-rows = []
+p = jaxgmm.MixtureParams(*(f.astype(jnp.float32) for f in start))
+# How each pass's sums are written (jaxgmm._em._REDUCTION): one reduction per sum,
+# or the default (None: on a GPU, two sums as one complex reduction).
+STRATEGIES = ("sums", None)
+rows, conv = [], []
 for batch, n, iters in ((10_000, 1000, 500), (100_000, 1000, 200), (1_000, 100_000, 200)):
     x = jaxgmm.sample(jax.random.key(0), truth, n, shape=(batch,)).astype(jnp.float32)
-    p = jaxgmm.MixtureParams(*(f.astype(jnp.float32) for f in start))
-    run = lambda: jaxgmm.fit(x, p, fixed="scales", tol=0.0, max_iter=iters).loglik
-    t0 = time.perf_counter()
-    jax.block_until_ready(run())
-    first = time.perf_counter() - t0
-    t = best_time(run, reps=3)
-    gpis = batch * n * iters / t / 1e9
-    need = gpis * 4 / 1e3  # TB/s at 4 bytes per point-iteration
-    rows.append((batch, n, iters, first, t, gpis, need))
+    means = {}
+    for how in STRATEGIES:
+        jaxgmm._em._REDUCTION = how
+        jax.clear_caches()
+        run = lambda: jaxgmm.fit(x, p, fixed="scales", tol=0.0, max_iter=iters)
+        t0 = time.perf_counter()
+        means[how] = jax.block_until_ready(run()).params.means
+        first = time.perf_counter() - t0
+        t = best_time(lambda: run().loglik, reps=3)
+        gpis = batch * n * iters / t / 1e9
+        rows.append((how, batch, n, iters, first, t, gpis, gpis * 4 / 1e3))
+    diff = float(jnp.max(jnp.abs(means[STRATEGIES[0]] - means[STRATEGIES[1]])))
+    print(f"B={batch} n={n}: max |difference of means| between strategies {diff:.2e}", flush=True)
+    if batch == 100_000:  # fits/s to convergence, textbook example (default tol), per strategy
+        for how in STRATEGIES:
+            jaxgmm._em._REDUCTION = how
+            jax.clear_caches()
+            fit_conv = lambda: jaxgmm.fit(x, p, fixed="scales")
+            res = jax.block_until_ready(fit_conv())
+            t = best_time(lambda: fit_conv().loglik, reps=3)
+            conv.append((how, batch, n, batch / t, float(jnp.median(res.n_iter)), float(jnp.mean(res.converged))))
     del x
+jaxgmm._em._REDUCTION = None
 
-print(f"\ndevice: {name}   jax {jax.__version__}")
-print(f"measured read bandwidth (4 GiB sum): {bw:.2f} TB/s" + (f"   nominal peak: {nominal:.2f} TB/s" if nominal else ""))
-print()
-hdr = f"{'B':>8} {'n':>7} {'iters':>5} {'first s':>8} {'run s':>7} {'G pt-it/s':>10} {'TB/s @4B':>9} {'of measured':>11}"
-if nominal:
-    hdr += f" {'of nominal':>10}"
-print(hdr)
-for batch, n, iters, first, t, gpis, need in rows:
-    line = f"{batch:>8,} {n:>7,} {iters:>5} {first:>8.2f} {t:>7.3f} {gpis:>10.1f} {need:>9.2f} {need / bw:>10.0%}"
-    if nominal:
-        line += f" {need / nominal:>10.0%}"
-    print(line)
-print("\n(target: >= 50% of the measured bandwidth; 'first s' includes compilation)")
+lines = [f"device: {name}   jax {jax.__version__}",
+         f"measured read bandwidth (4 GiB sum): {bw:.2f} TB/s" + (f"   nominal peak: {nominal:.2f} TB/s" if nominal else ""),
+         "",
+         f"{'sums as':>9} {'B':>8} {'n':>7} {'iters':>5} {'first s':>8} {'run s':>7} {'G pt-it/s':>10} {'TB/s @4B':>9} {'of measured':>11}"
+         + (f" {'of nominal':>10}" if nominal else "")]
+for how, batch, n, iters, first, t, gpis, need in rows:
+    line = f"{how or 'default':>9} {batch:>8,} {n:>7,} {iters:>5} {first:>8.2f} {t:>7.3f} {gpis:>10.1f} {need:>9.2f} {need / bw:>10.0%}"
+    lines.append(line + (f" {need / nominal:>10.0%}" if nominal else ""))
+lines += ["", "(target: >= 50% of the measured bandwidth; 'first s' includes compilation)", "",
+          "fits/s to convergence, textbook example (scales known, f32, default tol):"]
+for how, batch, n, fps, med, frac in conv:
+    lines.append(f"{how or 'default':>9} B={batch:,} n={n:,}: {fps:,.0f} fits/s, median {med:.0f} iterations, {frac:.1%} converged")
+print("\n".join(lines))
+out = os.environ.get("OUT")
+if out:
+    with open(os.path.join(out, "gpu_results.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
 EOF

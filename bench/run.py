@@ -487,20 +487,16 @@ def write_report(path, info, r, quick, total_s):
       "cache.\n")
     w("## 6. GPU\n")
     w("`bench/gpu.sh` measures the same throughput on a GPU and the fraction of the measured memory-"
-      "bandwidth ceiling (4 bytes read per point per iteration). This machine has no GPU, so this script "
-      "does not measure it; the figures below are a record of one run on a lent NVIDIA H200 "
-      "(jax 0.11.2 with CUDA) on 2026-11-26, of the tree as it stood between commits 2dc7313 and "
-      "ea940ab (fits in blocks, plain sums on GPU), with an earlier probe of the same quantities. "
-      "`gpu.sh` itself has not yet run on a GPU.\n")
-    w("| B x n | EM G point-iters/s (f32, known scales, 100 iterations) | fits/s to convergence (textbook, f32) |")
-    w("|---|---|---|")
-    w("| 10,000 x 1000 | 96.8 | 2,553,597 |")
-    w("| 100,000 x 1000 | 215.2 | 8,448,361 |\n")
-    w("Memory bandwidth measured on the same machine: a full-array sum reads 2,293 GB/s, `x * 2` moves "
-      "2,268 GB/s (read + write); the H200's nominal peak is 4.8 TB/s. At B = 100,000 the EM loop needs "
-      "215.2 G x 4 B = 0.86 TB/s: **0.38 of the measured read bandwidth** (0.18 of nominal), short of the "
-      "0.5 target. The same run found two `e_step` tests whose tolerance ignored the rounding of the "
-      "exponent (GPU `exp` rounds differently); the tolerance is now derived from it.\n")
+      "bandwidth ceiling (4 bytes read per point per iteration). This machine has no GPU, so this run "
+      "does not measure it; below is the output of `gpu.sh` from its last run on a lent GPU, kept in "
+      "`bench/gpu_results.txt` (first line: when, and the commit it measured).\n")
+    gpu_file = os.path.join(HERE, "gpu_results.txt")
+    if os.path.exists(gpu_file):
+        with open(gpu_file) as fh:
+            w("```\n" + fh.read().rstrip() + "\n```\n")
+    else:
+        w("(no GPU run recorded)\n")
+    w(GPU_NOTES)
     if r.get("scale_out"):
         w("## 7. Scale-out (`bench/scale_out.py`)\n")
         w(r["scale_out"])

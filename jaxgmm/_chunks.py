@@ -1,7 +1,7 @@
 """One very large dataset, reduced in chunks of observations.
 
 The loop's passes over the data are sums over observations, but on CPU some of
-them are written as dot products (see ``_em._dots_for_sums``), whose operands XLA
+them are written as dot products (see ``_em._REDUCTION``), whose operands XLA
 materialises: for one dataset of 10^8 points that is several arrays of the data's
 size per iteration.  :class:`ChunkedData` stands in for the standardised data of
 such a dataset: every pass runs over consecutive chunks (``lax.dynamic_slice`` of
@@ -48,14 +48,8 @@ class ChunkedData(NamedTuple):
         return -(-self.x.shape[-1] // self.chunk)
 
     def _piece(self, i):
-        n, c = self.x.shape[-1], self.chunk
-        start = jnp.minimum(i * c, n - c)
-        xs = (lax.dynamic_slice_in_dim(self.x, start, c) - self.centre) / self.spread
-        ws = (jnp.ones((c,), self.x.dtype) if self.weight is None
-              else lax.dynamic_slice_in_dim(self.weight, start, c))
-        # The shifted last chunk repeats observations counted before: weight 0.
-        ws = jnp.where(start + jnp.arange(c) >= i * c, ws, 0.0).astype(self.x.dtype)
-        return xs, ws
+        xs, ws = raw_chunk(self.x, self.weight, i, self.chunk)
+        return (xs - self.centre) / self.spread, ws
 
     def moments(self) -> DataMoments:
         """Each chunk's :class:`DataMoments`, stacked: fields of shape ``(n_chunks,)``."""
@@ -76,6 +70,40 @@ class ChunkedData(NamedTuple):
             return jax.tree_util.tree_map(jnp.add, total, piece(i))
 
         return lax.fori_loop(1, self.n_chunks, add, piece(0))
+
+
+def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: tuple):
+    """``fn(x, sample_weight)``, a tuple of reductions over the observations.
+
+    For a dataset longer than :data:`LARGE_N`, ``fn`` runs on chunks of
+    :data:`CHUNK` raw observations (the repeated ones of the shifted last chunk
+    weighted 0) and the chunks' results are combined leaf by leaf with
+    ``combine`` (a binary function per leaf, ``None`` for ``None`` leaves), so no
+    temporary of the data's size is made.
+    """
+    n = x.shape[-1]
+    if n <= LARGE_N:
+        return fn(x, sample_weight)
+
+    piece = lambda i: fn(*raw_chunk(x, sample_weight, i, CHUNK))
+
+    def add(i, total):
+        return tuple(t if op is None else op(t, r) for op, t, r in zip(combine, total, piece(i)))
+
+    return lax.fori_loop(1, -(-n // CHUNK), add, piece(0))
+
+
+def raw_chunk(x: Array, weight: Optional[Array], i, chunk: int):
+    """Chunk ``i`` of the observations and their weights (all ones when ``weight`` is None).
+
+    The last chunk is shifted back to end at the last observation; the
+    observations it repeats get weight 0.
+    """
+    n = x.shape[-1]
+    start = jnp.minimum(i * chunk, n - chunk)
+    xs = lax.dynamic_slice_in_dim(x, start, chunk)
+    ws = jnp.ones((chunk,), x.dtype) if weight is None else lax.dynamic_slice_in_dim(weight, start, chunk)
+    return xs, jnp.where(start + jnp.arange(chunk) >= i * chunk, ws, 0.0).astype(x.dtype)
 
 
 def chunked(x: Array, sample_weight: Optional[Array], centre, spread) -> Optional[ChunkedData]:

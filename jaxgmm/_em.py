@@ -6,9 +6,10 @@ shape ``(K,)``; batches come from ``jax.vmap`` (see ``_fit.py``).
 The E-step and the log-likelihood share their terms: for component ``k`` the
 log-joint ``a_k(x) = log pi_k + log N(x | mu_k, sigma_k)``; the responsibility is
 the softmax of ``a`` over components and the log-likelihood of the point is its
-logsumexp.  The fitting loop never materialises the ``(K, n)`` responsibilities:
-``_e_pass`` reduces them straight to sufficient statistics, which XLA fuses into
-one pass over the data.
+logsumexp.  The fitting loop never materialises ``(K, n)`` responsibilities:
+:func:`sufficient_stats` and the two-component passes reduce them straight to
+sufficient statistics (for ``K = 2`` from ``(n,)`` arrays only), written as
+:func:`_row_sums` says for the backend.
 
 Sufficient statistics are *centred at the current means* (``d = x - mu_k``), so
 that the new variance ``sum rho d^2 / N - (mean shift)^2`` does not suffer the
@@ -22,6 +23,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from ._params import Array, MixtureParams
 
@@ -88,27 +90,37 @@ def _log_joint(x: Array, params: MixtureParams) -> tuple[Array, Array]:
     return log_norm[:, None] - 0.5 * z * z, dev
 
 
-def _responsibilities(x: Array, params: MixtureParams) -> tuple[Array, Array, Array]:
-    """Responsibilities ``(K, n)``, per-point log-likelihood ``(n,)`` and deviations.
+def _two_component_terms(x: Array, params: MixtureParams) -> tuple[tuple[Array, Array], Array]:
+    """Responsibilities ``(rho_1, rho_2)`` and per-point log-likelihood for ``K = 2``.
 
-    For two components the responsibility is a logistic function of the log-odds
-    ``q = a_1 - a_2``, which costs one ``exp`` and one ``log1p`` per point; for more
-    components it is the softmax of the log-joint terms.  Both are computed in log
-    space, so a point 40 standard deviations from every mean neither overflows nor
-    gives 0/0.
+    The responsibility is a logistic function of the log-odds ``q = a_1 - a_2``,
+    which costs one ``exp`` and one ``log1p`` per point, computed in log space so
+    that a point 40 standard deviations from both means neither overflows nor
+    gives 0/0.  Every array is ``(n,)``: under ``vmap`` on CPU a stacked ``(2, n)``
+    intermediate makes this pass about four times slower.
     """
-    a, dev = _log_joint(x, params)
+    weights, means, scales = params
+    a = [jnp.log(weights[k]) - jnp.log(scales[k]) - _HALF_LOG_2PI - 0.5 * jnp.square((x - means[k]) / scales[k])
+         for k in range(2)]
+    q = a[0] - a[1]
+    e = jnp.exp(-jnp.abs(q))  # in (0, 1]: never overflows
+    r = 1.0 / (1.0 + e)
+    rho = (jnp.where(q >= 0, r, e * r), jnp.where(q >= 0, e * r, r))
+    # max(a1, a2), not a2 + max(q, 0): a zero weight makes a2 = -inf, q = +inf.
+    return rho, jnp.maximum(a[0], a[1]) + jnp.log1p(e)
+
+
+def _responsibilities(x: Array, params: MixtureParams) -> tuple[Array, Array]:
+    """Responsibilities ``(K, n)`` and the per-point log-likelihood ``(n,)``.
+
+    For more than two components the softmax of the log-joint terms, in log space.
+    """
     if params.means.shape[-1] == 2:
-        q = a[0] - a[1]
-        e = jnp.exp(-jnp.abs(q))  # in (0, 1]: never overflows
-        r = 1.0 / (1.0 + e)
-        rho1 = jnp.where(q >= 0, r, e * r)
-        rho2 = jnp.where(q >= 0, e * r, r)
-        # max(a1, a2), not a2 + max(q, 0): a zero weight makes a2 = -inf, q = +inf.
-        point_ll = jnp.maximum(a[0], a[1]) + jnp.log1p(e)
-        return jnp.stack([rho1, rho2]), point_ll, dev
+        rho, point_ll = _two_component_terms(x, params)
+        return jnp.stack(rho), point_ll
+    a, _ = _log_joint(x, params)
     point_ll = jax.nn.logsumexp(a, axis=0)
-    return jnp.exp(a - point_ll[None, :]), point_ll, dev
+    return jnp.exp(a - point_ll[None, :]), point_ll
 
 
 def sufficient_stats(
@@ -126,7 +138,20 @@ def sufficient_stats(
       sample_weight: optional non-negative weights, shape ``(n,)``.
       second_moments: static; skip the second moments when no scale is estimated.
     """
-    rho, point_ll, dev = _responsibilities(x, params)
+    if params.means.shape[-1] == 2:
+        # Per component, as (n,) arrays (see _two_component_terms).
+        rho, point_ll = _two_component_terms(x, params)
+        dev = [x - params.means[k] for k in range(2)]
+        terms = [(rho[0], None), (rho[1], None), (rho[0], dev[0]), (rho[1], dev[1]), (point_ll, None)]
+        if second_moments:
+            terms += [(rho[0] * dev[0], dev[0]), (rho[1] * dev[1], dev[1])]
+        sums = _row_sums(terms, sample_weight)
+        count, first = jnp.stack(sums[0:2]), jnp.stack(sums[2:4])
+        second = jnp.stack(sums[5:7]) if second_moments else jnp.zeros_like(first)
+        return SuffStats(count, first, second, sums[4])
+    a, dev = _log_joint(x, params)
+    point_ll = jax.nn.logsumexp(a, axis=0)
+    rho = jnp.exp(a - point_ll[None, :])
     count = _weighted_sum(rho, sample_weight)
     weighted_dev = rho * dev
     first = _weighted_sum(weighted_dev, sample_weight)
@@ -159,40 +184,75 @@ def data_moments(x: Array, sample_weight: Optional[Array] = None) -> DataMoments
     return DataMoments(total, _weighted_sum(x, sample_weight), _weighted_sum(x * x, sample_weight))
 
 
-def _dots_for_sums() -> bool:
-    """Whether to write the loop's sums as dot products (trace-time choice).
+# How a pass's sums over observations are written (a trace-time choice; None picks
+# per backend, and bench/gpu.sh times the GPU choices against each other):
+# "dots": dot products with a vector of ones or the data.  On CPU, under vmap, a
+#   matrix-vector product runs at memory speed.
+# "sums": one reduction per sum.  A GPU compiler fuses each reduction with the
+#   elementwise work before it, but gives an expensive intermediate used by
+#   several reductions (the tanh of the two-component pass) a round trip through
+#   memory: the fixed-scale pass then moves three times the data's bytes.
+# "complex": pairs of sums as one reduction of complex numbers (real part, one
+#   sum; imaginary part, the other), so a pass with two sums is one reduction
+#   with one consumer: measured on an H200 it runs 2.2x faster than "sums"
+#   (bench/RESULTS.md); with more sums the shared intermediate goes to memory
+#   anyway, and "sums" is faster there.
+_REDUCTION: Optional[str] = None
 
-    On CPU, under ``vmap``, a dot with a vector of ones is a matrix-vector
-    product that XLA runs at memory speed, while a reduction over the minor axis
-    of a fused elementwise expression costs several passes.  GPU compilers fuse
-    the elementwise work into the reductions (one read of the data per pass), and
-    a dot would force the intermediate to memory, so there plain sums are used.
+
+def _reduction(n_terms: int) -> str:
+    if _REDUCTION is not None:
+        return _REDUCTION
+    if jax.default_backend() == "cpu":
+        return "dots"
+    return "complex" if n_terms == 2 else "sums"
+
+
+def _row_sums(terms, sample_weight: Optional[Array]) -> tuple:
+    """``sum_i w_i v_i o_i`` over the last axis for each ``(v, o)`` in ``terms``.
+
+    ``o`` may be ``None`` (``sum_i w_i v_i``).  Returns a tuple of arrays, written
+    as :data:`_REDUCTION` says.
     """
-    return jax.default_backend() == "cpu"
-
-
-def _row_sum(values: Array, sample_weight: Optional[Array], other: Optional[Array] = None) -> Array:
-    """``sum_i w_i v_i (o_i)``: the loop's reductions (see :func:`_dots_for_sums`)."""
-    if sample_weight is None and _dots_for_sums():
-        rhs = jnp.ones(values.shape[-1], values.dtype) if other is None else other
-        return jnp.dot(values, rhs)
-    if other is not None:
-        values = values * other
-    return _weighted_sum(values, sample_weight)
+    how = _reduction(len(terms))
+    if how == "dots" and sample_weight is None:
+        ones = jnp.ones(terms[0][0].shape[-1], terms[0][0].dtype)
+        return tuple(jnp.dot(v, ones if o is None else o) for v, o in terms)
+    values = [v if o is None else v * o for v, o in terms]
+    if sample_weight is not None:
+        values = [v * sample_weight for v in values]
+    if how == "complex":
+        sums = []
+        for re, im in zip(values[0::2], values[1::2]):
+            z = jnp.sum(lax.complex(re, im), axis=-1)
+            sums += [jnp.real(z), jnp.imag(z)]
+        if len(values) % 2:
+            sums.append(jnp.sum(values[-1], axis=-1))
+        return tuple(sums)
+    return tuple(jnp.sum(v, axis=-1) for v in values)
 
 
 def _log_odds(x: Array, params: MixtureParams) -> Array:
-    """``q = a_1 - a_2`` for two components, from standardised deviations.
+    """``q = a_1 - a_2`` for two components.  A zero weight gives ``q = -inf`` or ``+inf``.
 
-    Formed as ``L - (z_1^2 - z_2^2) / 2`` with ``z_k = (x - mu_k) / sigma_k``, not as
-    the expanded quadratic in ``x``, which loses ``eps x^2 / sigma^2`` (garbage for
-    a narrow component in float32).  A zero weight gives ``q = -inf`` or ``+inf``.
+    In narrower floats ``q`` is formed from standardised deviations, as
+    ``L - (z_1^2 - z_2^2) / 2`` with ``z_k = (x - mu_k) / sigma_k``: the expanded
+    quadratic ``c_0 + c_1 x + c_2 x^2`` loses ``eps x^2 / sigma^2`` of it, garbage
+    for a narrow component in float32.  In float64 that loss is below 1e-6 even for
+    a scale on the variance floor, and the quadratic (two multiply-adds per point)
+    makes the loop about 15% faster on CPU.
     """
     weights, means, scales = params
     inv = 1.0 / scales
+    offset = jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(inv[0]) - jnp.log(inv[1])
+    if jnp.finfo(x.dtype).bits >= 64:
+        h = 0.5 * inv * inv
+        c2 = h[1] - h[0]
+        c1 = 2.0 * (means[0] * h[0] - means[1] * h[1])
+        c0 = offset + means[1] * means[1] * h[1] - means[0] * means[0] * h[0]
+        return c0 + x * (c1 + x * c2)
     z1 = (x - means[0]) * inv[0]
     z2 = (x - means[1]) * inv[1]
-    offset = jnp.log(weights[0]) - jnp.log(weights[1]) + jnp.log(inv[0]) - jnp.log(inv[1])
     return offset + 0.5 * (z2 * z2 - z1 * z1)
 
 
@@ -225,15 +285,14 @@ def two_component_stats(
     """
     weights, means, scales = params
     t = jnp.tanh(0.5 * _log_odds(x, params))
-    t0 = _row_sum(t, sample_weight)
-    t1 = _row_sum(t, sample_weight, x)
+    terms = [(t, None), (t, x)] + ([(t * x, x)] if second_moments else [])
+    t0, t1, *t2 = _row_sums(terms, sample_weight)
     sign = jnp.asarray([1.0, -1.0], x.dtype)
     count = 0.5 * (moments.total + sign * t0)
     raw_first = 0.5 * (moments.first + sign * t1)
     first = raw_first - means * count
     if second_moments:
-        t2 = _row_sum(t * x, sample_weight, x)
-        raw_second = 0.5 * (moments.second + sign * t2)
+        raw_second = 0.5 * (moments.second + sign * t2[0])
         second = raw_second - 2.0 * means * raw_first + means * means * count
     else:
         second = jnp.zeros_like(first)
@@ -267,13 +326,14 @@ def two_component_stats_precise(
     # logistic(q) = 1 / (1 + exp(-q)) is relatively precise at both ends; one
     # self-contained expression per component keeps each a single fused pass.
     rho = (jax.nn.sigmoid(q), jax.nn.sigmoid(-q))
-    count = jnp.stack([_row_sum(r, sample_weight) for r in rho])
-    first = jnp.stack([_row_sum(r, sample_weight, x) for r in rho]) - means * count
+    terms = [(rho[0], None), (rho[1], None), (rho[0], x), (rho[1], x)]
     if second_moments:
         dev = [x - m for m in (means[0], means[1])]
-        second = jnp.stack([_row_sum(r * d, sample_weight, d) for r, d in zip(rho, dev)])
-    else:
-        second = jnp.zeros_like(first)
+        terms += [(rho[0] * dev[0], dev[0]), (rho[1] * dev[1], dev[1])]
+    sums = _row_sums(terms, sample_weight)
+    count = jnp.stack(sums[0:2])
+    first = jnp.stack(sums[2:4]) - means * count
+    second = jnp.stack(sums[4:6]) if second_moments else jnp.zeros_like(first)
     return SuffStats(count, first, second, None)
 
 
@@ -295,7 +355,7 @@ def e_step(
     Pure and jittable; ``jax.vmap`` it for batches.
     """
     x, params = _as_float(x, params)
-    rho, point_ll, _ = _responsibilities(x, params)
+    rho, point_ll = _responsibilities(x, params)
     return rho.T, _weighted_sum(point_ll, sample_weight)
 
 

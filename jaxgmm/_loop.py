@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._batching import batch_shape_of, broadcast_vmap
-from ._chunks import ChunkedData, chunked
+from ._chunks import ChunkedData, chunked, over_data
 from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats,
                   two_component_stats, two_component_stats_precise)
 from ._params import Array, FitResult, MixtureParams, Status
@@ -55,6 +55,35 @@ class LoopState(NamedTuple):
     finite: Array  # shape=(), bool: the last E/M step produced finite values
 
 
+def _times_pow2(x: Array, e: Array) -> Array:
+    """``x * 2**e`` for a scalar exponent ``e``, exact where the result is normal.
+
+    Two multiplications by powers of two (each factor representable for any
+    exponent ``frexp`` returns) instead of ``jnp.ldexp`` on every element, which
+    on CPU costs as much as a dozen passes over the data.
+    """
+    half = e // 2
+    one = jnp.ones((), x.dtype)
+    return x * jnp.ldexp(one, half) * jnp.ldexp(one, e - half)
+
+
+def _extent(x: Array, w: Optional[Array]):
+    """``(max, min, total weight, number present)`` of the observations present."""
+    if w is None:
+        n = jnp.asarray(x.shape[-1], x.dtype)
+        return jnp.max(x), jnp.min(x), n, n
+    present = w > 0
+    return (jnp.max(jnp.where(present, x, -jnp.inf)), jnp.min(jnp.where(present, x, jnp.inf)),
+            jnp.sum(w), jnp.sum(present).astype(x.dtype))
+
+
+def _scaled_moments(x: Array, w: Optional[Array], shift, e, second: bool):
+    """``sum w d`` and (if ``second``, static) ``sum w d^2`` of ``d = (x - shift) 2^e``."""
+    d = _times_pow2(x - shift, e)
+    wd = d if w is None else w * d
+    return jnp.sum(wd), (jnp.sum(wd * d) if second else None)
+
+
 class Standardiser(NamedTuple):
     """Per-dataset affine map to standardised coordinates and the data's totals."""
 
@@ -65,28 +94,21 @@ class Standardiser(NamedTuple):
 
     @classmethod
     def from_data(cls, x: Array, sample_weight: Optional[Array]) -> "Standardiser":
-        n = x.shape[-1]
-        if sample_weight is None:
-            total = jnp.asarray(n, x.dtype)
-            n_present = total
-            mean = jnp.mean
-            hi, lo = jnp.max(x), jnp.min(x)
-        else:
-            total = jnp.sum(sample_weight)
-            n_present = jnp.sum(sample_weight > 0).astype(x.dtype)
-            mean = lambda v: jnp.sum(sample_weight * v) / total
-            hi = jnp.max(jnp.where(sample_weight > 0, x, -jnp.inf))
-            lo = jnp.min(jnp.where(sample_weight > 0, x, jnp.inf))
+        # Three passes over the data, each a reduction: one very large dataset is
+        # reduced chunk by chunk (over_data), with no temporary of the data's size.
+        reduce = functools.partial(over_data, x, sample_weight)
+        hi, lo, total, n_present = reduce(_extent, (jnp.maximum, jnp.minimum, jnp.add, jnp.add))
         # Moments of data rescaled by a power of two near their largest magnitude
         # (exact in floating point): squares of data ~1e-30 would underflow in
         # float32, and sums of data ~1e30 overflow.
         _, e = jnp.frexp(jnp.maximum(jnp.abs(hi), jnp.abs(lo)))
-        centre = jnp.ldexp(mean(jnp.ldexp(x, -e)), e)
+        (first, _) = reduce(functools.partial(_scaled_moments, shift=0.0, e=-e, second=False), (jnp.add, None))
+        centre = jnp.ldexp(first / total, e)
         _, e = jnp.frexp(jnp.maximum(jnp.abs(hi - centre), jnp.abs(lo - centre)))
-        dev = jnp.ldexp(x - centre, -e)
+        first, second = reduce(functools.partial(_scaled_moments, shift=centre, e=-e, second=True), (jnp.add, jnp.add))
         # The centre is rounded to the data's precision (1e6 + N(0, 1) in float32
         # has a centre off by up to 0.03 sd); take its residual offset out.
-        spread = jnp.ldexp(jnp.sqrt(jnp.maximum(mean(jnp.square(dev)) - jnp.square(mean(dev)), 0)), e)
+        spread = jnp.ldexp(jnp.sqrt(jnp.maximum(second / total - jnp.square(first / total), 0)), e)
         # Constant data (the centre may still be off by rounding, so test hi == lo):
         # the data's magnitude |centre| sets the units (1 for all zeros), so that
         # constant 1e19 or 1e-30 stay representable; broken data: the identity map.

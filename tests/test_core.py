@@ -368,3 +368,27 @@ def test_init_params_rejects_nan_data_clearly():
     x = np.r_[draw(23, n=100), np.nan]
     with pytest.raises(ValueError, match="x contains NaN or infinite values"):
         jaxgmm.init_params(jax.random.key(0), jnp.asarray(x, DTYPE), 2)
+
+
+@pytest.mark.parametrize("how", ["sums", "complex"])
+@pytest.mark.parametrize("kw", [dict(fixed="scales"), dict()], ids=["known-scales", "free"])
+def test_every_way_of_writing_the_sums_gives_the_same_fit(monkeypatch, how, kw):
+    # Accelerators write the passes' sums differently from the CPU default
+    # (_em._REDUCTION); run those forms here and compare with the default.
+    from jaxgmm import _em
+
+    n = 2000
+    x = jnp.asarray(draw(17, TRUTH, n), DTYPE)
+    w = jnp.asarray(np.random.default_rng(3).uniform(0.5, 2, n), DTYPE)
+    for weight in (None, w):
+        default = jaxgmm.fit(x, to_params(START), tol=0, max_iter=20, sample_weight=weight, **kw)
+        monkeypatch.setattr(_em, "_REDUCTION", how)
+        jax.clear_caches()
+        other = jaxgmm.fit(x, to_params(START), tol=0, max_iter=20, sample_weight=weight, **kw)
+        monkeypatch.setattr(_em, "_REDUCTION", None)
+        jax.clear_caches()
+        # The same sums added in another order: rounding of sums of n terms.
+        atol = 64 * EPS * np.sqrt(n) * float(jnp.abs(x).max())
+        for a, b in zip(as_np(other.params), as_np(default.params)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+        np.testing.assert_allclose(float(other.loglik), float(default.loglik), rtol=64 * EPS * np.sqrt(n))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from conftest import DTYPE, EPS
+from conftest import DTYPE, EPS, rtol_for
 from jaxgmm import _chunks
 from test_core import START, THREE, THREE_START, TRUTH, as_np, draw, to_params
 
@@ -40,3 +40,45 @@ def test_chunked_fit_equals_unchunked(monkeypatch, truth, start, kw, n):
         np.testing.assert_allclose(a, b, rtol=0, atol=atol)
     np.testing.assert_allclose(float(chunked.loglik), float(plain.loglik), rtol=64 * EPS * np.sqrt(n))
     assert int(chunked.status) == int(plain.status) and int(chunked.n_iter) == 15
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_chunked_standardiser_equals_unchunked(monkeypatch, weighted):
+    # Data far from zero (1e3 + N(0, 1)): the centre and spread must come from the
+    # same exact-scaling two-pass moments whether or not the data are chunked.
+    from jaxgmm._loop import Standardiser
+
+    n = 5003
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(1e3 + rng.normal(size=n), DTYPE)
+    w = jnp.asarray(rng.uniform(0.5, 2, n), DTYPE) if weighted else None
+    plain = jax.jit(Standardiser.from_data)(x, w)
+    monkeypatch.setattr(_chunks, "LARGE_N", 1000)
+    monkeypatch.setattr(_chunks, "CHUNK", 512)
+    jax.clear_caches()
+    chunked = jax.jit(Standardiser.from_data)(x, w)
+    jax.clear_caches()
+    for a, b in zip(chunked, plain):
+        # Sums of n terms in another order; the spread is relative to data of size 1e3.
+        np.testing.assert_allclose(float(a), float(b), rtol=rtol_for(n) * 1e3)
+
+
+def test_huge_dataset_fit_makes_no_data_sized_temporary():
+    # What XLA allocates for a 1e8-point fit beyond its arguments and result, read
+    # from the compiled program (nothing is run): every pass, the standardisation
+    # included, reduces chunks, so this stays far below the data's own size.
+    from jaxgmm._loop import fit_batched
+    from jaxgmm._spec import make_spec
+
+    n = 100_000_000
+    x = jax.ShapeDtypeStruct((n,), DTYPE)
+    init = jaxgmm.MixtureParams(*(jnp.asarray(v, DTYPE) for v in ([0.5, 0.5], [-1.0, 4.0], [1.0, 1.5])))
+    one = lambda v: jnp.asarray(v, DTYPE)
+    for fixed in ("scales", ()):
+        compiled = fit_batched.lower(x, None, init, one(1e-5), jnp.int32(10), one(1e-5),
+                                     spec=make_spec(fixed, 2)).compile()
+        stats = compiled.memory_analysis()
+        if stats is None:
+            pytest.skip("this backend reports no memory analysis")
+        data_bytes = n * jnp.dtype(DTYPE).itemsize
+        assert stats.temp_size_in_bytes < 0.1 * data_bytes, (fixed, stats.temp_size_in_bytes / data_bytes)
