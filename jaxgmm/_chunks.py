@@ -66,10 +66,7 @@ class ChunkedData(NamedTuple):
             mom = None if moments is None else jax.tree_util.tree_map(lambda a: a[i], moments)
             return fn(*self._piece(i), mom)
 
-        def add(i, total):
-            return jax.tree_util.tree_map(jnp.add, total, piece(i))
-
-        return lax.fori_loop(1, self.n_chunks, add, piece(0))
+        return _fold(self.n_chunks, piece, lambda total, part: jax.tree_util.tree_map(jnp.add, total, part))
 
 
 def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: tuple):
@@ -85,12 +82,13 @@ def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: t
     if n <= LARGE_N:
         return fn(x, sample_weight)
 
-    piece = lambda i: fn(*raw_chunk(x, sample_weight, i, CHUNK))
+    return _fold(-(-n // CHUNK), lambda i: fn(*raw_chunk(x, sample_weight, i, CHUNK)),
+                 lambda total, part: tuple(t if op is None else op(t, r) for op, t, r in zip(combine, total, part)))
 
-    def add(i, total):
-        return tuple(t if op is None else op(t, r) for op, t, r in zip(combine, total, piece(i)))
 
-    return lax.fori_loop(1, -(-n // CHUNK), add, piece(0))
+def _fold(n_chunks: int, piece: Callable, combine: Callable):
+    """``combine`` the results of ``piece(0)``, ..., ``piece(n_chunks - 1)`` in a compiled loop."""
+    return lax.fori_loop(1, n_chunks, lambda i, total: combine(total, piece(i)), piece(0))
 
 
 def raw_chunk(x: Array, weight: Optional[Array], i, chunk: int):

@@ -78,16 +78,20 @@ def _weighted_sum(values: Array, sample_weight: Optional[Array]) -> Array:
     return jnp.sum(values, axis=-1)
 
 
+def _component_log_joint(x: Array, params: MixtureParams, k: int) -> Array:
+    """``a_k(x) = log pi_k + log N(x | mu_k, sigma_k)`` for component ``k``, shape ``(n,)``."""
+    weights, means, scales = params
+    return jnp.log(weights[k]) - jnp.log(scales[k]) - _HALF_LOG_2PI - 0.5 * jnp.square((x - means[k]) / scales[k])
+
+
 def _log_joint(x: Array, params: MixtureParams) -> tuple[Array, Array]:
     """Log-joint terms ``a`` of shape ``(K, n)`` and the deviations ``x - mu_k``.
 
     Components lie on the leading axis so that the reductions over components are
     elementwise across ``n`` (vectorises on CPU) rather than over a tiny minor axis.
     """
-    dev = x[None, :] - params.means[:, None]
-    z = dev / params.scales[:, None]
-    log_norm = jnp.log(params.weights) - jnp.log(params.scales) - _HALF_LOG_2PI
-    return log_norm[:, None] - 0.5 * z * z, dev
+    a = jnp.stack([_component_log_joint(x, params, k) for k in range(params.means.shape[-1])])
+    return a, x[None, :] - params.means[:, None]
 
 
 def _two_component_terms(x: Array, params: MixtureParams) -> tuple[tuple[Array, Array], Array]:
@@ -99,9 +103,7 @@ def _two_component_terms(x: Array, params: MixtureParams) -> tuple[tuple[Array, 
     gives 0/0.  Every array is ``(n,)``: under ``vmap`` on CPU a stacked ``(2, n)``
     intermediate makes this pass about four times slower.
     """
-    weights, means, scales = params
-    a = [jnp.log(weights[k]) - jnp.log(scales[k]) - _HALF_LOG_2PI - 0.5 * jnp.square((x - means[k]) / scales[k])
-         for k in range(2)]
+    a = [_component_log_joint(x, params, k) for k in range(2)]
     q = a[0] - a[1]
     e = jnp.exp(-jnp.abs(q))  # in (0, 1]: never overflows
     r = 1.0 / (1.0 + e)
@@ -286,22 +288,20 @@ def two_component_stats(
     weights, means, scales = params
     t = jnp.tanh(0.5 * _log_odds(x, params))
     terms = [(t, None), (t, x)] + ([(t * x, x)] if second_moments else [])
-    t0, t1, *t2 = _row_sums(terms, sample_weight)
+    if loglik:
+        a = [_component_log_joint(x, params, k) for k in range(2)]
+        terms.append((jnp.maximum(a[0], a[1]) + (math.log(2.0) - jnp.log1p(jnp.abs(t))), None))
+    sums = _row_sums(terms, sample_weight)
     sign = jnp.asarray([1.0, -1.0], x.dtype)
-    count = 0.5 * (moments.total + sign * t0)
-    raw_first = 0.5 * (moments.first + sign * t1)
+    count = 0.5 * (moments.total + sign * sums[0])
+    raw_first = 0.5 * (moments.first + sign * sums[1])
     first = raw_first - means * count
     if second_moments:
-        raw_second = 0.5 * (moments.second + sign * t2[0])
+        raw_second = 0.5 * (moments.second + sign * sums[2])
         second = raw_second - 2.0 * means * raw_first + means * means * count
     else:
         second = jnp.zeros_like(first)
-    ll = None
-    if loglik:
-        a, _ = _log_joint(x, params)
-        point_ll = jnp.maximum(a[0], a[1]) + (math.log(2.0) - jnp.log1p(jnp.abs(t)))
-        ll = _weighted_sum(point_ll, sample_weight)
-    return SuffStats(count, first, second, ll)
+    return SuffStats(count, first, second, sums[-1] if loglik else None)
 
 
 def two_component_stats_precise(
