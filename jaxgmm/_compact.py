@@ -23,7 +23,6 @@ It is a host loop (not jittable): use it through ``jaxgmm.fit(..., compact=True)
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -34,7 +33,7 @@ import numpy as np
 from ._batching import batch_shape_of
 from ._em import ModelSpec, data_moments
 from ._loop import LoopState, Standardiser, block_rows, finish, fit_batched, polish_phase, restart_converged, run_em
-from ._params import FitResult
+from ._xla import jit
 
 DEFAULT_CHUNK = 128
 
@@ -52,7 +51,7 @@ def _axes(batched):
     return tuple(0 if b else None for b in batched)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "batched"))
+@jit(static_argnames=("spec", "batched"))
 def _start(x, w, init, spec: ModelSpec, batched):
     def one(x_, w_, p_):
         std = Standardiser.from_data(x_, w_)
@@ -61,7 +60,7 @@ def _start(x, w, init, spec: ModelSpec, batched):
     return jax.vmap(one, in_axes=_axes(batched))(x, w, init)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "batched", "phases"))
+@jit(static_argnames=("spec", "batched", "phases"))
 def _advance(x, w, state, cap, tol, scale_floor, spec: ModelSpec, batched, phases):
     def one(x_, w_, s_, cap_):
         std = Standardiser.from_data(x_, w_)
@@ -71,7 +70,7 @@ def _advance(x, w, state, cap, tol, scale_floor, spec: ModelSpec, batched, phase
     return jax.vmap(one, in_axes=_axes(batched[:2]) + (0, 0))(x, w, state, cap)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "batched"))
+@jit(static_argnames=("spec", "batched"))
 def _finish(x, w, state, tol, scale_floor, spec: ModelSpec, batched):
     def one(x_, w_, s_):
         std = Standardiser.from_data(x_, w_)

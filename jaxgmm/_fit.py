@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 
 from typing import NamedTuple, Optional
 
@@ -14,6 +13,7 @@ from ._loop import default_tol, fit_batched
 from ._em import ModelSpec
 from ._params import Array, FitResult, MixtureParams, Status
 from ._spec import make_spec, n_free_parameters
+from ._xla import jit
 
 DEFAULT_MAX_ITER = 10_000
 DEFAULT_SCALE_FLOOR = 1e-5
@@ -121,7 +121,7 @@ def fit(
     return with_fixed_values(result, args.arrays[2], args.spec)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@jit(static_argnames=("spec",))
 def with_fixed_values(result: FitResult, init: MixtureParams, spec: ModelSpec) -> FitResult:
     """Return fixed parameters exactly as given in ``init``.
 
@@ -172,7 +172,7 @@ def _healthy_first_score(result: FitResult) -> Array:
     return rank, ll
 
 
-@functools.partial(jax.jit, static_argnames=("axis",))
+@jit(static_argnames=("axis",))
 def best_of(result: FitResult, axis: int = 0) -> FitResult:
     """Keep, along ``axis`` (the restarts axis), the best fit of each dataset.
 

@@ -26,8 +26,7 @@ unconverged fit) the standard errors are NaN.
 
 from __future__ import annotations
 
-import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +40,7 @@ from ._init import init_params
 from ._loop import Standardiser
 from ._params import Array, FitResult, MixtureParams
 from ._spec import make_spec, n_free_parameters
+from ._xla import jit
 
 
 # --------------------------------------------------------------------------- #
@@ -142,7 +142,7 @@ def _known_entries(spec: ModelSpec) -> tuple:
     return weights + tuple(spec.fixed_means) + tuple(spec.fixed_scales)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@jit(static_argnames=("spec",))
 def _covariance_batched(x, sample_weight, params, spec):
     mapped, args = broadcast_vmap(
         lambda x_, w_, p_: _covariance_one(x_, w_, p_, spec), (x, sample_weight, params), (1, 1, 1))
@@ -229,7 +229,7 @@ def confidence_intervals(
 
 
 # One compiled selection instead of a dozen small eager operations.
-best_of_jit = jax.jit(best_of, static_argnames=("axis",))
+best_of_jit = jit(best_of, static_argnames=("axis",))
 
 
 # --------------------------------------------------------------------------- #

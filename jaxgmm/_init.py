@@ -12,7 +12,6 @@ Two methods, both for one dataset and jittable, so many starts are one ``vmap``:
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Optional
 
 import jax
@@ -21,6 +20,7 @@ from jax import lax
 
 from . import _validate
 from ._params import Array, MixtureParams
+from ._xla import jit
 
 METHODS = ("kmeans++", "quantile")
 
@@ -135,7 +135,7 @@ def _init_jit(key, x, w, k, method, n_starts):
     return out
 
 
-@partial(jax.jit, static_argnames=("k", "method"))
+@jit(static_argnames=("k", "method"))
 def _many_starts(keys, x, w, k, method):
     one = lambda key, xi, wi: _start_one(key, xi, wi, k, method)
     over_data = jax.vmap(one, in_axes=(0, 0, 0 if w is not None else None))

@@ -29,6 +29,7 @@ from ._chunks import ChunkedData, chunked, over_data
 from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats,
                   two_component_stats, two_component_stats_precise)
 from ._params import Array, FitResult, MixtureParams, Status
+from ._xla import jit
 
 # A component with less than this fraction of one (average) observation's weight
 # is treated as empty: its mean and scale cannot be estimated.
@@ -331,7 +332,7 @@ def map_in_blocks(one, args, core_ndims, rows: Optional[int] = None):
     return jax.tree_util.tree_map(lambda o: o.reshape(full + o.shape[1:]), out)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@jit(static_argnames=("spec",))
 def fit_batched(x, sample_weight, init: MixtureParams, tol, max_iter, scale_floor, spec: ModelSpec) -> FitResult:
     """``fit_one`` over the broadcast batch shape of ``x``, ``sample_weight`` and ``init``.
 

@@ -17,6 +17,7 @@ Two ways to use several devices (all the local GPUs, CPU devices made with
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -29,6 +30,7 @@ from ._batching import batch_shape_of
 from ._fit import prepare_fit, with_fixed_values
 from ._loop import fit_batched
 from ._params import FitResult, MixtureParams
+from ._xla import jit
 
 BATCH_AXIS = "batch"
 
@@ -65,6 +67,25 @@ def _flatten_batch(arg, core_ndim: int, batch: tuple, padded: int):
     return jax.tree_util.tree_map(flat, arg), True
 
 
+@functools.lru_cache(maxsize=64)
+def _sharded_fit(mesh: Mesh, spec, x_sharded: bool, w_sharded: bool, init_sharded: bool):
+    """The jitted ``shard_map`` of the fit for one mesh, model and sharding pattern.
+
+    Built once per pattern and reused: a new ``jax.jit`` object per call would
+    trace and compile the whole fit again on every call.
+    """
+    axis = mesh.axis_names[0]
+    part = lambda sharded: P(axis) if sharded else P()
+
+    def local(x_, w_, p_, tol_, it_, fl_):
+        return with_fixed_values(fit_batched(x_, w_, p_, tol_, it_, fl_, spec=spec), p_, spec)
+
+    return jit(jax.shard_map(
+        local, mesh=mesh,
+        in_specs=(part(x_sharded), part(w_sharded), part(init_sharded), P(), P(), P()),
+        out_specs=P(axis), check_vma=False))
+
+
 def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
                 devices: Optional[Sequence[jax.Device]] = None, **fit_kwargs) -> FitResult:
     """:func:`jaxgmm.fit` with the batch spread over several devices.
@@ -87,7 +108,6 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
         raise ValueError("pass either mesh or devices, not both")
     if len(mesh.axis_names) != 1:
         raise ValueError(f"fit_sharded needs a 1-D mesh, got axes {mesh.axis_names}")
-    axis = mesh.axis_names[0]
     n_dev = mesh.devices.size
     args = prepare_fit(x, init, **fit_kwargs)
     x, weight, init, tol, max_iter, floor = args.arrays
@@ -102,15 +122,7 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
         init = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (padded,) + a.shape), init)
         i_sh = True
 
-    spec = lambda sharded: P(axis) if sharded else P()
-
-    def local(x_, w_, p_, tol_, it_, fl_):
-        return with_fixed_values(fit_batched(x_, w_, p_, tol_, it_, fl_, spec=args.spec), p_, args.spec)
-
-    run = jax.jit(jax.shard_map(
-        local, mesh=mesh,
-        in_specs=(spec(x_sh), spec(w_sh), spec(i_sh), P(), P(), P()),
-        out_specs=P(axis), check_vma=False))
+    run = _sharded_fit(mesh, args.spec, x_sh, w_sh, i_sh)
     out = run(x, weight, init, tol, max_iter, floor)
     return jax.tree_util.tree_map(lambda a: a[:size].reshape(batch + a.shape[1:]), out)
 

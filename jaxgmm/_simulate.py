@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from . import _validate
 from ._params import Array, MixtureParams, batch_shape
+from ._xla import jit
 
 
 def sample(key: Array, params: MixtureParams, n: int, shape: tuple = ()) -> Array:
@@ -31,7 +32,7 @@ def sample(key: Array, params: MixtureParams, n: int, shape: tuple = ()) -> Arra
     return _sample(key, params, n, tuple(int(s) for s in shape))
 
 
-@jax.jit
+@jit
 def _cdf(weights):
     return jnp.cumsum(weights, axis=-1)
 
@@ -50,4 +51,4 @@ def _sample_impl(key, params, n, shape):
     return pick(params.means) + pick(params.scales) * z
 
 
-_sample = jax.jit(_sample_impl, static_argnums=(2, 3))
+_sample = jit(_sample_impl, static_argnums=(2, 3))

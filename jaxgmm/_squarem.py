@@ -39,7 +39,7 @@ precise pass until they converge (usually one or two E-steps, counted).
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +50,7 @@ from ._em import DataMoments, ModelSpec, SuffStats, data_moments, m_step_from_st
 from ._loop import (LoopState, Standardiser, _all_finite, _largest_change, finish, map_in_blocks, polish_phase,
                     restart_converged, run_em)
 from ._params import Array, FitResult, MixtureParams
+from ._xla import jit
 
 # Step-length growth factor (the reference implementation's ``mstep``).
 _STEP_GROWTH = 4.0
@@ -206,7 +207,7 @@ def fit_one_squarem(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mo
     return finish(x_std, sample_weight, state, tol, scale_floor, std, spec)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@jit(static_argnames=("spec",))
 def fit_batched_squarem(x, sample_weight, init: MixtureParams, tol, max_iter, scale_floor,
                         spec: ModelSpec) -> FitResult:
     """:func:`fit_one_squarem` over the broadcast batch (as ``fit_batched``)."""

@@ -50,6 +50,7 @@ from ._init import METHODS, init_params
 from ._params import Array, FitResult, MixtureParams, Status
 from ._simulate import sample
 from ._spec import make_spec
+from ._xla import jit
 
 FIELDS = MixtureParams._fields
 _SYMBOL = {"weights": "pi", "means": "mu", "scales": "sigma"}
@@ -262,7 +263,7 @@ def _study_chunk(key, idx, truth, given, design: _Design):
     )
 
 
-_study_chunk_jit = jax.jit(_study_chunk, static_argnames=("design",))
+_study_chunk_jit = jit(_study_chunk, static_argnames=("design",))
 
 
 def _struct(tree):
@@ -289,7 +290,7 @@ def _compiled_chunk(design: _Design, chunk: int, key_s, truth_s, given_s, mesh=N
     from jax.sharding import PartitionSpec as P
 
     axis = mesh.axis_names[0]
-    sharded = jax.jit(jax.shard_map(
+    sharded = jit(jax.shard_map(
         functools.partial(_study_chunk, design=design), mesh=mesh,
         in_specs=(P(), P(axis), P(), P()), out_specs=P(axis), check_vma=False))
     return sharded.lower(abstract(key_s), idx, abstract(truth_s), abstract(given_s)).compile()
@@ -728,7 +729,7 @@ def simulate_replicates(key, truth: MixtureParams, n: int, indices) -> Array:
     return _simulate_jit(as_key(key), idx, truth, n)
 
 
-_simulate_jit = jax.jit(_simulate, static_argnums=(3,))
+_simulate_jit = jit(_simulate, static_argnums=(3,))
 
 
 # --------------------------------------------------------------------------- #
@@ -820,7 +821,7 @@ def _boot_chunk(key, idx, x, sample_weight, estimate, design: _BootDesign):
     return dict(estimates=permute(res.params, perm), status=res.status, n_iter=res.n_iter)
 
 
-_boot_chunk_jit = jax.jit(_boot_chunk, static_argnames=("design",))
+_boot_chunk_jit = jit(_boot_chunk, static_argnames=("design",))
 
 
 @dataclass

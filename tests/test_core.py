@@ -392,3 +392,22 @@ def test_every_way_of_writing_the_sums_gives_the_same_fit(monkeypatch, how, kw):
         for a, b in zip(as_np(other.params), as_np(default.params)):
             np.testing.assert_allclose(a, b, rtol=0, atol=atol)
         np.testing.assert_allclose(float(other.loglik), float(default.loglik), rtol=64 * EPS * np.sqrt(n))
+
+
+def test_programs_take_the_package_compiler_options_at_top_level_only():
+    """Every jitted entry point goes through ``_xla.jit``: compiled with the CPU
+    vector-width option when called directly, and as a plain nested jit inside a
+    user's ``jax.jit`` (JAX rejects compiler options there)."""
+    import pathlib
+
+    from jaxgmm import _xla
+
+    package = pathlib.Path(jaxgmm.__file__).parent
+    assert [p.name for p in package.glob("*.py") if p.name != "_xla.py" and "jax.jit(" in p.read_text()] == []
+    assert _xla.top_level()  # JAX's internals still answer the question
+    seen = []
+    jax.jit(lambda v: seen.append(_xla.top_level()) or v)(1.0)
+    assert seen == [False]
+    f = _xla.jit(lambda v: 2 * v)
+    assert float(f(3.0)) == 6.0 and float(jax.jit(lambda v: f(v) + 1)(3.0)) == 7.0
+    assert f.tuned._cache_size() == 1

@@ -33,6 +33,14 @@ def same(a, b, what):
 # Uneven batch (10 fits on 4 devices) with known scales.
 xs = jaxgmm.sample(jax.random.key(0), truth, 500, shape=(10,))
 same(jaxgmm.fit_sharded(xs, start, fixed="scales"), jaxgmm.fit(xs, start, fixed="scales"), "uneven batch")
+# A second call with new data of the same shapes reuses the compiled program
+# (it once built a new jit per call, compiling the whole fit every time).
+from jaxgmm._sharding import _sharded_fit  # noqa: E402
+from jaxgmm._spec import make_spec  # noqa: E402
+
+program = _sharded_fit(jaxgmm.batch_mesh(), make_spec("scales", 2), True, False, False)
+jaxgmm.fit_sharded(xs + 1.0, start, fixed="scales", tol=1e-4)
+assert program._cache_size() == 1, program._cache_size()
 # Two batch axes, all free, sample weights.
 xs2 = jaxgmm.sample(jax.random.key(1), truth, 300, shape=(3, 5))
 w = jax.random.uniform(jax.random.key(2), xs2.shape, dtype)
