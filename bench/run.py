@@ -45,16 +45,18 @@ GPU_NOTES = (
     "- `default` writes the fixed-scale pass's two sums (`sum t`, `sum t x`) as one reduction of complex "
     "numbers; `sums` as two reductions, for which XLA's GPU compiler keeps the shared `tanh` in memory "
     "(a write and a read of the data's size per iteration, seen in the optimised HLO of a probe run). "
-    "The complex form reads the data once: 2.1x the throughput at B = 100,000 and 1.6x the fits/s to "
+    "The complex form reads the data once: 2.2x the throughput at B = 100,000 and 1.8x the fits/s to "
     "convergence. A variadic `lax.reduce` of the two sums and a stacked reduction were also probed: no "
     "faster than `sums`, and with three or more sums (free scales) the complex pairing does not help, "
     "so those passes keep `sums`.\n"
-    "- At B = 100,000 x n = 1000 and B = 1,000 x n = 100,000 the loop reaches **0.50-0.51 of the "
-    "measured read bandwidth** (target 0.5). At B = 10,000 it is 0.20: 10M points are read in about "
-    "3 us, and the loop's other work per iteration (the M-step's small kernels and the while loop's "
-    "predicate sent to the host) takes about 50 us, so small batches are launch-bound.\n"
-    "- The bandwidth measured in the same run (a 4 GiB sum) varies between runs on these lent machines "
-    "(3.66 and 3.87 TB/s on two machines today; 2.29 TB/s with an earlier, slower probe).\n")
+    "- At B = 100,000 x n = 1000 and B = 1,000 x n = 100,000 the loop reaches **0.66-0.67 of the "
+    "measured read bandwidth** (target 0.5; 507-514 G point-iterations/s, about the 488 of the run "
+    "before, which measured a faster 3.87 TB/s read). At B = 10,000 it is 0.25: an iteration takes "
+    "about 52 us, of which reading the 10M points at the measured bandwidth is about 13 us; the rest "
+    "is the M-step's small kernels and the while loop's predicate sent to the host, so small batches "
+    "are launch-bound.\n"
+    "- The bandwidth measured in the same run (a 4 GiB sum) varies between lent machines and runs "
+    "(3.09, 3.66 and 3.87 TB/s on H200s today).\n")
 
 
 # ----------------------------------------------------------------------------- helpers
