@@ -243,7 +243,7 @@ def part_tail(a):
     kw = dict(fixed="scales")
 
     def blocked_lanes(n_iter):
-        rows = block_rows(n, batch)
+        rows = block_rows(n, batch, dt)
         lanes = 0
         for i in range(-(-batch // rows)):
             s = min(i * rows, batch - rows)

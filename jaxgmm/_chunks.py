@@ -1,9 +1,9 @@
 """One very large dataset, reduced in chunks of observations.
 
-The loop's passes over the data are sums over observations, but on CPU some of
-them are written as dot products (see ``_em._REDUCTION``), whose operands XLA
-materialises: for one dataset of 10^8 points that is several arrays of the data's
-size per iteration.  :class:`ChunkedData` stands in for the standardised data of
+The loop's passes over the data are sums over observations, and XLA materialises
+an intermediate that several sums share (the ``tanh`` of the two-component pass;
+see ``_em._REDUCTION``): for one dataset of 10^8 points that is arrays of the
+data's size per iteration.  :class:`ChunkedData` stands in for the standardised data of
 such a dataset: every pass runs over consecutive chunks (``lax.dynamic_slice`` of
 the user's array, standardised in cache) and adds up the chunks' statistics, so
 the temporaries are chunk-sized whatever ``n`` is.

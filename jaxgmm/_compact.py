@@ -125,7 +125,7 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
     batched = tuple(a is not None and sh == full for a, sh in zip(args, shapes))
     flat = [jax.tree_util.tree_map(lambda l: l.reshape((size,) + l.shape[-1:]), a) if b else a
             for a, b in zip(args, batched)]
-    rows = block_rows(x.shape[-1], size) if rows is None else int(rows)
+    rows = block_rows(x.shape[-1], size, x.dtype) if rows is None else int(rows)
     rows = 1 << (max(rows, 1).bit_length() - 1)  # a power of two
     max_iter_h = int(max_iter)
     tol_h = float(tol)
