@@ -6,7 +6,6 @@ a fit stopped when one EM step moved less than ``tol`` lies within
 ``tol * r / (1 - r)`` of the optimum, ``r`` being EM's contraction rate.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
