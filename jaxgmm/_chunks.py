@@ -27,7 +27,7 @@ from ._params import Array
 
 # Datasets longer than this are reduced in chunks of CHUNK observations.
 LARGE_N = 2 ** 22
-CHUNK = 2 ** 20
+CHUNK = 2 ** 18
 
 
 class ChunkedData(NamedTuple):
@@ -47,13 +47,30 @@ class ChunkedData(NamedTuple):
     def n_chunks(self) -> int:
         return -(-self.x.shape[-1] // self.chunk)
 
-    def _piece(self, i):
-        xs, ws = raw_chunk(self.x, self.weight, i, self.chunk)
+    def _piece(self, i, last: bool):
+        """Standardised chunk ``i`` and its weights.  Without sample weights only
+        the ``last`` chunk (static) has any (zeros for the observations it
+        repeats); the others get ``None``, which spares a multiply per sum."""
+        if self.weight is None and not last:
+            xs, ws = lax.dynamic_slice_in_dim(self.x, i * self.chunk, self.chunk), None
+        else:
+            xs, ws = raw_chunk(self.x, self.weight, i, self.chunk)
         return (xs - self.centre) / self.spread, ws
+
+    def _map(self, piece: Callable, combine: Callable):
+        """``combine`` ``piece(i, last)`` over the chunks: all but the last in a
+        compiled loop, then the last."""
+        n = self.n_chunks
+        if n == 1:
+            return piece(0, True)
+        return combine(_fold(n - 1, lambda i: piece(i, False), combine), piece(n - 1, True))
 
     def moments(self) -> DataMoments:
         """Each chunk's :class:`DataMoments`, stacked: fields of shape ``(n_chunks,)``."""
-        return lax.map(lambda i: data_moments(*self._piece(i)), jnp.arange(self.n_chunks))
+        stack = lambda *parts: jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
+        first = lax.map(lambda i: data_moments(*self._piece(i, False)), jnp.arange(self.n_chunks - 1))
+        last = jax.tree_util.tree_map(lambda a: a[None], data_moments(*self._piece(self.n_chunks - 1, True)))
+        return stack(first, last)
 
     def reduce(self, fn: Callable, moments: Optional[DataMoments] = None):
         """``sum over chunks of fn(x_std_chunk, weight_chunk, chunk_moments)``.
@@ -62,11 +79,11 @@ class ChunkedData(NamedTuple):
         those of :meth:`moments` (``None`` passes ``None`` to ``fn``).
         """
 
-        def piece(i):
+        def piece(i, last):
             mom = None if moments is None else jax.tree_util.tree_map(lambda a: a[i], moments)
-            return fn(*self._piece(i), mom)
+            return fn(*self._piece(i, last), mom)
 
-        return _fold(self.n_chunks, piece, lambda total, part: jax.tree_util.tree_map(jnp.add, total, part))
+        return self._map(piece, lambda total, part: jax.tree_util.tree_map(jnp.add, total, part))
 
 
 def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: tuple):
