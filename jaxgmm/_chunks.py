@@ -25,9 +25,16 @@ from jax import lax
 from ._em import DataMoments, data_moments
 from ._params import Array
 
-# Datasets longer than this are reduced in chunks of CHUNK observations.
+# Datasets longer than LARGE_N are reduced in chunks of chunk_size() observations.
 LARGE_N = 2 ** 22
+# On CPU a chunk's data and temporaries stay in cache (2^18 float32 = 1 MiB; 1.4x
+# faster than 2^20 at n = 8e6); accelerators have no such cache, and each chunk
+# costs a few kernel launches, so they take chunks as long as LARGE_N.
 CHUNK = 2 ** 18
+
+
+def chunk_size() -> int:
+    return CHUNK if jax.default_backend() == "cpu" else max(CHUNK, LARGE_N)
 
 
 class ChunkedData(NamedTuple):
@@ -90,7 +97,7 @@ def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: t
     """``fn(x, sample_weight)``, a tuple of reductions over the observations.
 
     For a dataset longer than :data:`LARGE_N`, ``fn`` runs on chunks of
-    :data:`CHUNK` raw observations (the repeated ones of the shifted last chunk
+    :func:`chunk_size` raw observations (the repeated ones of the shifted last chunk
     weighted 0) and the chunks' results are combined leaf by leaf with
     ``combine`` (a binary function per leaf, ``None`` for ``None`` leaves), so no
     temporary of the data's size is made.
@@ -99,7 +106,8 @@ def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: t
     if n <= LARGE_N:
         return fn(x, sample_weight)
 
-    return _fold(-(-n // CHUNK), lambda i: fn(*raw_chunk(x, sample_weight, i, CHUNK)),
+    chunk = chunk_size()
+    return _fold(-(-n // chunk), lambda i: fn(*raw_chunk(x, sample_weight, i, chunk)),
                  lambda total, part: tuple(t if op is None else op(t, r) for op, t, r in zip(combine, total, part)))
 
 
@@ -125,4 +133,4 @@ def chunked(x: Array, sample_weight: Optional[Array], centre, spread) -> Optiona
     """A :class:`ChunkedData` for a dataset longer than :data:`LARGE_N`, else None."""
     if x.shape[-1] <= LARGE_N:
         return None
-    return ChunkedData(x, sample_weight, centre, spread, CHUNK)
+    return ChunkedData(x, sample_weight, centre, spread, chunk_size())
