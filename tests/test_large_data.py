@@ -66,19 +66,24 @@ def test_chunked_standardiser_equals_unchunked(monkeypatch, weighted):
 def test_huge_dataset_fit_makes_no_data_sized_temporary():
     # What XLA allocates for a 1e8-point fit beyond its arguments and result, read
     # from the compiled program (nothing is run): every pass, the standardisation
-    # included, reduces chunks, so this stays far below the data's own size.
+    # included, reduces chunks, so the temporaries do not grow with n (doubling n
+    # adds under 1% of the added data's bytes) and stay within the fixed overhead
+    # the performance issue allows (300 MB).
     from jaxgmm._loop import fit_batched
     from jaxgmm._spec import make_spec
 
-    n = 100_000_000
-    x = jax.ShapeDtypeStruct((n,), DTYPE)
     init = jaxgmm.MixtureParams(*(jnp.asarray(v, DTYPE) for v in ([0.5, 0.5], [-1.0, 4.0], [1.0, 1.5])))
     one = lambda v: jnp.asarray(v, DTYPE)
+    itemsize = jnp.dtype(DTYPE).itemsize
     for fixed in ("scales", ()):
-        compiled = fit_batched.lower(x, None, init, one(1e-5), jnp.int32(10), one(1e-5),
-                                     spec=make_spec(fixed, 2)).compile()
-        stats = compiled.memory_analysis()
-        if stats is None:
-            pytest.skip("this backend reports no memory analysis")
-        data_bytes = n * jnp.dtype(DTYPE).itemsize
-        assert stats.temp_size_in_bytes < 0.1 * data_bytes, (fixed, stats.temp_size_in_bytes / data_bytes)
+        temp = {}
+        for n in (100_000_000, 200_000_000):
+            x = jax.ShapeDtypeStruct((n,), DTYPE)
+            compiled = fit_batched.lower(x, None, init, one(1e-5), jnp.int32(10), one(1e-5),
+                                         spec=make_spec(fixed, 2)).compile()
+            stats = compiled.memory_analysis()
+            if stats is None:
+                pytest.skip("this backend reports no memory analysis")
+            temp[n] = stats.temp_size_in_bytes
+        assert temp[200_000_000] - temp[100_000_000] < 0.01 * 100_000_000 * itemsize, (fixed, temp)
+        assert temp[200_000_000] < 300e6, (fixed, temp)
