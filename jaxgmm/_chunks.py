@@ -29,7 +29,10 @@ from ._params import Array
 LARGE_N = 2 ** 22
 # On CPU a chunk's data and temporaries stay in cache (2^18 float32 = 1 MiB; 1.4x
 # faster than 2^20 at n = 8e6); accelerators have no such cache, and each chunk
-# costs a few kernel launches, so they take chunks as long as LARGE_N.
+# costs a few kernel launches, so they take chunks as long as LARGE_N (H200, one
+# dataset of 2^27 points: 214 G pt-it/s, against 89 with 2^20 and 25 with 2^18;
+# longer chunks run faster still but the fit holds about 11 chunk-sized
+# temporaries).
 CHUNK = 2 ** 18
 
 
