@@ -41,22 +41,43 @@ if not os.path.exists(ROOF_C):
 
 
 # What the recorded GPU run (bench/gpu_results.txt) shows; written by hand from it.
+CPU_NOTES = (
+    "Where the wall-clock time goes (XLA's profiler, float32, one block of 262 fits, about 140 us "
+    "per iteration, measured on this machine on 2026-11-26):\n\n"
+    "- the `tanh` pass writes `t` for the block, split over both cores: about 50 us;\n"
+    "- the two sums read it back as two YNNPACK reductions, one per core (`sum t` about 32 us, "
+    "`sum t x` about 72 us, the first core joining the second once free);\n"
+    "- about 17 small kernels (M-step, copies of the loop state, the loop's predicate), about 1 us "
+    "each on one core: about 20 us.\n\n"
+    "XLA:CPU does not fuse a reduction into the multi-threaded elementwise pass that feeds it, so `t` "
+    "makes a round trip through the cache and a core idles for part of every iteration; by CPU time "
+    "jaxgmm float32 is at least level with C (table above). Dot products for the sums, the previous "
+    "default, run 1.25x slower. Tried in interleaved A/B runs without gain: one reduction of the stacked sums, "
+    "reductions split by rows, 2 or 4 concurrent blocks per loop trip, 2 EM steps per loop trip, "
+    "XLA's own reduction emitter instead of YNNPACK (2x slower), and batch halves dispatched "
+    "asynchronously. One CPU device per core does help (`fit_sharded`, section 7).\n")
+
+
 GPU_NOTES = (
     "- `default` writes the fixed-scale pass's two sums (`sum t`, `sum t x`) as one reduction of complex "
     "numbers; `sums` as two reductions, for which XLA's GPU compiler keeps the shared `tanh` in memory "
     "(a write and a read of the data's size per iteration, seen in the optimised HLO of a probe run). "
-    "The complex form reads the data once: 2.2x the throughput at B = 100,000 and 1.8x the fits/s to "
+    "The complex form reads the data once: 2.2x the throughput at B = 100,000 and 1.6x the fits/s to "
     "convergence. A variadic `lax.reduce` of the two sums and a stacked reduction were also probed: no "
     "faster than `sums`, and with three or more sums (free scales) the complex pairing does not help, "
     "so those passes keep `sums`.\n"
-    "- At B = 100,000 x n = 1000 and B = 1,000 x n = 100,000 the loop reaches **0.66-0.67 of the "
-    "measured read bandwidth** (target 0.5; 507-514 G point-iterations/s, about the 488 of the run "
-    "before, which measured a faster 3.87 TB/s read). At B = 10,000 it is 0.25: an iteration takes "
-    "about 52 us, of which reading the 10M points at the measured bandwidth is about 13 us; the rest "
-    "is the M-step's small kernels and the while loop's predicate sent to the host, so small batches "
-    "are launch-bound.\n"
+    "- At B = 100,000 x n = 1000 and B = 1,000 x n = 100,000 the loop reaches **0.53 of the measured "
+    "read bandwidth** (target 0.5): 512-513 G point-iterations/s, the same rate as the 507-514 of the "
+    "run before, which measured a slower 3.09 TB/s read (0.66-0.67 of it). At B = 10,000 it is 0.21: "
+    "an iteration takes about 50 us, of which reading the 10M points at the measured bandwidth is "
+    "about 10 us; the rest is the M-step's small kernels and the while loop's predicate sent to the "
+    "host, so small batches are launch-bound.\n"
+    "- One dataset of 2^27 points runs at 215 G point-iterations/s (0.22 of the bandwidth) in chunks "
+    "of 2^22 points, each chunk a few kernel launches; the CPU's 2^18-point chunks would give 25, the "
+    "2^20 of earlier versions 89, and 2^24 350, at the price of about 700 MB of chunk-sized "
+    "temporaries.\n"
     "- The bandwidth measured in the same run (a 4 GiB sum) varies between lent machines and runs "
-    "(3.09, 3.66 and 3.87 TB/s on H200s today).\n")
+    "(3.09, 3.66, 3.86 and 3.87 TB/s on H200s).\n")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -418,10 +439,11 @@ def write_report(path, info, r, quick, total_s):
     w("The C loop computes the log-likelihood every iteration; jaxgmm's loop does not (its convergence "
       "rule does not use it; the log-likelihood of the returned parameters comes from one extra exact "
       "pass after the loop). The loop's pass costs one `tanh` per point (responsibility = (1 +/- t) / 2) "
-      "and its sums are matrix-vector products. In float32 a fit that converges then continues with a "
+      "and each of its sums is one reduction. In float32 a fit that converges then continues with a "
       "precise pass (a logistic per component, every responsibility resolved relative to its size) "
       "until that converges too, usually one or two iterations (with `tol=0`, as here, only the fast "
       "pass runs); float32 models with free scales use the precise pass throughout.\n")
+    w(CPU_NOTES)
 
     f = r["fits"]
     w("## 2. Fits per second to convergence (motivating example)\n")
