@@ -196,6 +196,17 @@ def step_finite(new: MixtureParams, stats) -> Array:
     return finite if stats.loglik is None else finite & jnp.isfinite(stats.loglik)
 
 
+# EM steps per trip of the fitting loop on accelerators.  Each trip ends with the
+# loop's predicate ("is any fit still running?") copied to the host, which costs
+# a GPU about as much as a small batch's EM step.  On CPU one step per trip: there
+# the predicate is cheap, and the masked further steps cost as much as they save.
+ACCELERATOR_STEPS_PER_TRIP = 4
+
+
+def steps_per_trip() -> int:
+    return 1 if jax.default_backend() == "cpu" else ACCELERATOR_STEPS_PER_TRIP
+
+
 def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, min_count, spec,
            moments: Optional[DataMoments] = None, phases: str = "all"):
     """Iterate EM from ``state`` until converged, non-finite or ``n_iter == max_iter``.
@@ -210,10 +221,19 @@ def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, m
         return (s.n_iter < max_iter) & s.finite & ~(s.change < tol)
 
     def loop(s: LoopState, fast: bool):
-        def body(s: LoopState):
+        def step(s: LoopState):
             new, stats = em_update(x_std, sample_weight, s.params, spec, scale_floor, min_count, moments, fast)
             finite = step_finite(new, stats)
             return LoopState(new, s.n_iter + 1, _largest_change(new, s.params), finite)
+
+        def body(s: LoopState):
+            # A further step is taken only by the fits that the one-step loop
+            # would still be running at that point, so every fit's iterations
+            # and result are the same; the loop's own cost is paid once a trip.
+            s = step(s)
+            for _ in range(steps_per_trip() - 1):
+                s = lax.cond(cond(s), step, lambda s: s, s)
+            return s
 
         return lax.while_loop(cond, body, s)
 

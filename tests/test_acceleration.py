@@ -203,3 +203,31 @@ def test_two_component_pass_matches_general_pass(free_scales, weighted):
         np.testing.assert_allclose(np.asarray(getattr(fast, name)), np.asarray(getattr(slow, name)),
                                    rtol=0, atol=atol, err_msg=name)
     np.testing.assert_allclose(float(fast.loglik), float(slow.loglik), rtol=rtol_for(x.size) * 8)
+
+
+@pytest.mark.parametrize("name,truth,start,kw,_", MODELS, ids=[m[0] for m in MODELS])
+def test_several_em_steps_per_loop_trip_give_the_one_step_loop_s_fits(monkeypatch, name, truth, start, kw, _):
+    # Accelerators take several EM steps per trip of the while loop (each trip
+    # costs a device-to-host copy of its predicate); the further steps are
+    # masked to the fits still running, so every fit's iterations, status and
+    # estimates are the one-step loop's.  Run that path here on CPU: a batch
+    # whose fits stop at different iterations (with known scales, some at max_iter).
+    import jax
+
+    from jaxgmm import _loop
+
+    x = jnp.asarray(draw(11, truth, batch=7), DTYPE)
+    runs = {}
+    for steps in (1, 3):
+        monkeypatch.setattr(_loop, "steps_per_trip", lambda steps=steps: steps)
+        jax.clear_caches()
+        runs[steps] = jaxgmm.fit(x, to_params(start), tol=1e-5, max_iter=75, **kw)
+    jax.clear_caches()
+    one, three = runs[1], runs[3]
+    np.testing.assert_array_equal(np.asarray(three.n_iter), np.asarray(one.n_iter))
+    np.testing.assert_array_equal(np.asarray(three.status), np.asarray(one.status))
+    assert len(set(np.asarray(one.n_iter).tolist())) > 1, "the fits should stop at different iterations"
+    # The same arithmetic compiled into another program: rounding only.
+    atol = rounding_atol(np.asarray(x), int(np.max(one.n_iter)))
+    for a, b in zip(as_np(three.params), as_np(one.params)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
