@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._params import Array, MixtureParams
+from ._params import Array, MixtureParams, over_components
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -401,8 +401,8 @@ def m_step_from_stats(
     if all(spec.fixed_weights):
         weights = params.weights
     else:
-        free_mass = 1.0 - jnp.sum(jnp.where(fixed_w, params.weights, 0.0))
-        free_count = jnp.sum(jnp.where(fixed_w, 0.0, count))
+        free_mass = 1.0 - over_components(jnp.add, jnp.where(fixed_w, params.weights, 0.0))
+        free_count = over_components(jnp.add, jnp.where(fixed_w, 0.0, count))
         weights = jnp.where(fixed_w, params.weights, free_mass * count / free_count)
 
     alive = count > min_count
@@ -415,7 +415,7 @@ def m_step_from_stats(
     # Sum of rho (x - new mean)^2, from moments about the old mean.
     within = jnp.maximum(stats.second - count * shift * shift, 0.0)
     if spec.equal_scales:
-        var = jnp.broadcast_to(jnp.sum(within) / jnp.sum(count), count.shape)
+        var = jnp.broadcast_to(over_components(jnp.add, within) / over_components(jnp.add, count), count.shape)
         keep = fixed_s
     else:
         var = within / safe_count

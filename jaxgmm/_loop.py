@@ -28,7 +28,7 @@ from ._batching import batch_shape_of, broadcast_vmap
 from ._chunks import ChunkedData, chunked, over_data
 from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats,
                   two_component_stats, two_component_stats_precise)
-from ._params import Array, FitResult, MixtureParams, Status
+from ._params import Array, FitResult, MixtureParams, Status, over_components
 from ._xla import jit
 
 # A component with less than this fraction of one (average) observation's weight
@@ -136,11 +136,11 @@ class Standardiser(NamedTuple):
 
 
 def _largest_change(new: MixtureParams, old: MixtureParams) -> Array:
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(a - b)) for a, b in zip(new, old)]))
+    return over_components(jnp.maximum, jnp.abs(jnp.concatenate(new, axis=-1) - jnp.concatenate(old, axis=-1)))
 
 
 def _all_finite(params: MixtureParams) -> Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(f)) for f in params]))
+    return over_components(jnp.logical_and, jnp.isfinite(jnp.concatenate(params, axis=-1)))
 
 
 def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[DataMoments],
@@ -192,7 +192,7 @@ def em_update(x_std, sample_weight, params, spec: ModelSpec, scale_floor, min_co
 
 def step_finite(new: MixtureParams, stats) -> Array:
     """Whether an EM step produced finite parameters (and log-likelihood, when computed)."""
-    finite = _all_finite(new) & jnp.all(jnp.isfinite(stats.count))
+    finite = _all_finite(new) & over_components(jnp.logical_and, jnp.isfinite(stats.count))
     return finite if stats.loglik is None else finite & jnp.isfinite(stats.loglik)
 
 

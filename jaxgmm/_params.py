@@ -11,7 +11,8 @@ public functions validate concrete inputs at the boundary instead.
 from __future__ import annotations
 
 import enum
-from typing import Any, NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 
@@ -77,3 +78,18 @@ def batch_shape(params: MixtureParams) -> tuple[int, ...]:
     """Broadcast batch shape of a :class:`MixtureParams` (all axes but the last)."""
     shapes = [jnp.shape(f)[:-1] for f in params]
     return tuple(jnp.broadcast_shapes(*shapes))
+
+
+def over_components(op: Callable, a: Array) -> Array:
+    """Reduce ``a`` over its last axis (the components) with the binary ``op``
+    (``jnp.add``, ``jnp.maximum``, ``jnp.logical_and``), as elementwise operations.
+
+    The loop's per-fit bookkeeping reduces over ``K`` (2 or a few) entries.  As
+    ``jnp.sum``/``jnp.max`` under ``vmap`` those are reductions over a tiny inner
+    axis, which XLA:CPU hands to a library call of several microseconds each
+    (about 30 us of a 180 us iteration for blocks of 2621 fits of n = 100);
+    written elementwise they fuse with the arithmetic around them (interleaved
+    A/B, B = 100k x n = 100: 1.32 -> 1.47 G point-iterations/s with known
+    scales, 0.54 -> 0.57 all free; no change at n = 1000).
+    """
+    return functools.reduce(op, [a[..., k] for k in range(a.shape[-1])])

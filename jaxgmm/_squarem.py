@@ -49,7 +49,7 @@ from ._em import DataMoments, ModelSpec, SuffStats, data_moments, m_step_from_st
     two_component_stats
 from ._loop import (LoopState, Standardiser, _all_finite, _largest_change, finish, map_in_blocks, polish_phase,
                     restart_converged, run_em)
-from ._params import Array, FitResult, MixtureParams
+from ._params import Array, FitResult, MixtureParams, over_components
 from ._xla import jit
 
 # Step-length growth factor (the reference implementation's ``mstep``).
@@ -91,7 +91,7 @@ def from_free(theta: MixtureParams, ref: MixtureParams, spec: ModelSpec) -> Mixt
     if all(spec.fixed_weights):
         weights = ref.weights
     else:
-        free_mass = 1.0 - jnp.sum(jnp.where(fixed_w, ref.weights, 0.0))
+        free_mass = 1.0 - over_components(jnp.add, jnp.where(fixed_w, ref.weights, 0.0))
         logits = jnp.where(fixed_w, -jnp.inf, theta.weights)
         weights = jnp.where(fixed_w, ref.weights, free_mass * jax.nn.softmax(logits))
     return MixtureParams(weights, theta.means, jnp.exp(theta.scales))
@@ -162,8 +162,8 @@ def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scal
         r = jax.tree_util.tree_map(lambda a, b: jnp.nan_to_num(b - a, nan=0.0, posinf=0.0, neginf=0.0), th0, th1)
         v = jax.tree_util.tree_map(lambda a, b, c: jnp.nan_to_num(b - a - c, nan=0.0, posinf=0.0, neginf=0.0),
                                    th1, th2, r)
-        sr2 = sum(jnp.sum(f * f) for f in r)
-        sv2 = sum(jnp.sum(f * f) for f in v)
+        sr2 = over_components(jnp.add, jnp.square(jnp.concatenate(r, axis=-1)))
+        sv2 = over_components(jnp.add, jnp.square(jnp.concatenate(v, axis=-1)))
         alpha = jnp.sqrt(sr2 / sv2)
         alpha = jnp.where(jnp.isfinite(alpha), jnp.clip(alpha, one, step_max), one)
         theta = jax.tree_util.tree_map(lambda t, a, b: t + 2.0 * alpha * a + alpha * alpha * b, th0, r, v)
