@@ -245,7 +245,10 @@ def part_scaling(a):
         key = jax.random.key(batch * 7 + n)
         truth = jaxgmm.MixtureParams(jnp.asarray([0.2, 0.8], dt), jnp.asarray([0.0, 5.0], dt),
                                      jnp.asarray([1.0, 2 ** 0.5], dt))
-        x = jaxgmm.sample(key, truth, n, shape=(batch,)).astype(dt)
+        # Ready before timing: sampling is dispatched asynchronously, and the
+        # first call would otherwise wait for it (it once added 1.5 s to
+        # B = 100,000's 'compile' time).
+        x = jax.block_until_ready(jaxgmm.sample(key, truth, n, shape=(batch,)).astype(dt))
         start = truth._replace(weights=jnp.asarray([0.5, 0.5], dt), means=jnp.asarray([-1.0, 4.0], dt))
         run = lambda: jaxgmm.fit(x, start, fixed="scales", tol=0.0, max_iter=iters)
         first, _ = _timed(run)
@@ -264,7 +267,7 @@ def part_tail(a):
     from jaxgmm._loop import block_rows
     batch, n = a.batch, 1000
     truth = jaxgmm.MixtureParams(jnp.asarray([0.3, 0.7], dt), jnp.asarray([0.0, 1.0], dt), jnp.asarray([1.0, 1.0], dt))
-    x = jaxgmm.sample(jax.random.key(3), truth, n, shape=(batch,)).astype(dt)
+    x = jax.block_until_ready(jaxgmm.sample(jax.random.key(3), truth, n, shape=(batch,)).astype(dt))
     start = jaxgmm.MixtureParams(jnp.asarray([0.5, 0.5], dt), jnp.asarray([-0.5, 1.5], dt), jnp.asarray([1.0, 1.0], dt))
     kw = dict(fixed="scales")
 
