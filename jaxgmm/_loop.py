@@ -312,8 +312,8 @@ def fit_one(x, sample_weight, init, tol, max_iter, scale_floor, spec: ModelSpec)
 # sums share) stay in a core's L2 cache for all of its iterations, and each
 # block's loop stops with its own slowest fit rather than the whole batch's.
 # Measured on a 2-core Xeon (2 MiB L2 per core), B = 10k x n = 1000, interleaved
-# runs: 1 MiB blocks run 1.09x (float32) and 1.10x (float64) faster than 2 MiB,
-# and 1.3x faster than 1/4 MiB, where the per-iteration fixed costs take over.
+# runs: 1 MiB blocks run 1.09x faster than 2 MiB (float32 and float64), and
+# float32 1.3x faster than 1/4 MiB, where the per-iteration fixed costs take over.
 BLOCK_BYTES = 2 ** 20
 
 
