@@ -211,25 +211,44 @@ def check_scale_floor(scale_floor) -> None:
                          f"data's standard deviation), got {scale_floor!r}")
 
 
+def _fill_absent(x, present):
+    """``x`` with its absent entries replaced by a present value of the same dataset.
+
+    Absent entries carry weight 0, but their values still pass through the
+    E-pass, and a placeholder far outside the data (0 for data near 1e5) lies
+    about 1e5 standard deviations from every component: in float32 its log-joint
+    terms (about -1e10) round by up to 1e3, their exponential overflows, and 0 *
+    inf poisons the sums.  The dataset's largest present value is always within
+    its own range (0 where none is present).
+    """
+    fill = jnp.max(jnp.where(present, x, -jnp.inf), axis=-1, keepdims=True)
+    fill = jnp.where(jnp.isfinite(fill), fill, 0)
+    return jnp.where(present, x, fill).astype(x.dtype)
+
+
 def apply_nan_policy(x, sample_weight, nan_policy: str):
     """``"raise"``: reject NaN/inf in ``x``; ``"omit"``: give them weight 0.
 
     Returns ``(x, sample_weight)``; with ``"omit"`` the non-finite values are
-    replaced by 0 (they are absent, but must not poison the sums) and
-    ``sample_weight`` is always an array.
+    replaced by a finite value of the same dataset (:func:`_fill_absent`: they
+    are absent, but must not poison the sums) and ``sample_weight`` is always an
+    array.
     """
     if nan_policy == "raise":
-        if check_data_values(x, sample_weight) and sample_weight is not None:
-            # Values with weight 0 are absent: whatever they hold (NaN, inf) must
-            # not reach the sums, where 0 * NaN would poison the whole fit.
-            x = jnp.where(sample_weight > 0, x, 0).astype(x.dtype)
+        nonfinite = check_data_values(x, sample_weight)
+        if sample_weight is not None and (nonfinite or not is_concrete(sample_weight)
+                                          or bool(jnp.any(sample_weight == 0))):
+            # Values with weight 0 are absent: whatever they hold (NaN, inf, or a
+            # finite value far from the data) must not reach the sums, where
+            # 0 * NaN would poison the whole fit.
+            x = _fill_absent(x, sample_weight > 0)
         return x, sample_weight
     if nan_policy != "omit":
         raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
     present = jnp.isfinite(x)
     ones = jnp.ones((), x.dtype) if sample_weight is None else sample_weight
     sample_weight = jnp.where(present, ones, 0).astype(x.dtype)
-    x = jnp.where(present, x, 0).astype(x.dtype)
+    x = _fill_absent(x, present)
     if is_concrete(sample_weight):
         bad = ~np.any(np.asarray(sample_weight) > 0, axis=-1)
         if bad.any():

@@ -729,3 +729,46 @@ def test_property_bad_starts_raise_exactly_when_documented(weights, scales, mean
         return
     result = jaxgmm.fit(x, MixtureParams(w, m, s), max_iter=50)
     assert_truthful(result)
+
+
+# Found by test_property_only_documented_errors_and_truthful_results: three
+# datasets near 1e5 with one value missing in each (NaN or -inf, omitted).
+_FAR_ROWS = [
+    [100000.34, 100000.82, 100000.33, 99998.695, 100000.91, 100000.445, 99999.46, 100000.58,
+     100000.37, 100000.3, 100000.03, 100000.55, 99999.266, 99999.836, 99999.516, np.nan,
+     100000.04, 99999.71, 99999.22, 99999.74, 100000.01, 99999.73, 100001.3, 100001.01],
+    [99997.29, 99998.11, 99999.83, 99999.58, 100000.21, 100000.22, 100002.12, 99998.89,
+     99999.625, 100002.04, 100000.65, 100000.664, 99999.484, 99998.35, 100000.164, np.nan,
+     99998.77, 99999.32, 99999.93, 99999.055, 99999.9, 100000.09, 100000.04, 99999.49],
+    [100000.59, 100000.89, 100000.32, 99999.18, 100000.734, 99999.5, 100000.88, 99998.93,
+     100000.914, 99999.98, 99998.75, 99999.69, 100000.055, 100000.27, 99999.016, -np.inf,
+     100000.2, 99999.53, 100000.234, 100000.76, 99998.35, 100000.26, 100001.23, 99999.7],
+]
+
+
+@pytest.mark.parametrize("how", ["nan_policy", "zero_weight"])
+def test_absent_values_of_data_far_from_zero_do_not_poison_the_fit(how):
+    # Absent values (omitted, or given weight 0) used to be filled with 0: for
+    # data near 1e5 that is 1e5 standard deviations from every component, where
+    # float32 log-joint terms (about -1e10) round by about 1e3, exp() overflowed
+    # and 0 * inf made the third fit NONFINITE in the batched program (fitted
+    # alone it converged).  Absent values now take a value from their own data.
+    x = np.asarray(_FAR_ROWS, DTYPE)
+    init = MixtureParams(np.full(3, 1 / 3), np.array([99999.0, 100000.0, 100001.0]), np.ones(3))
+    if how == "nan_policy":
+        kw = dict(nan_policy="omit")
+    else:
+        present = np.isfinite(x)
+        kw = dict(sample_weight=present.astype(DTYPE))
+        x = np.where(present, x, -1e30).astype(DTYPE)  # any value: its weight is 0
+    batched = jaxgmm.fit(x, init, fixed="scales", max_iter=_MAX_ITER, **kw)
+    assert_truthful(batched)
+    assert not np.any(np.asarray(batched.status) == Status.NONFINITE), np.asarray(batched.status)
+    for i in range(len(x)):
+        one_kw = {k: (v[i] if k == "sample_weight" else v) for k, v in kw.items()}
+        alone = jaxgmm.fit(x[i], init, fixed="scales", max_iter=_MAX_ITER, **one_kw)
+        assert int(batched.status[i]) == int(alone.status)
+        # The same fit compiled batched and unbatched: rounding of sums of 23
+        # terms over at most _MAX_ITER steps, relative to data near 1e5.
+        np.testing.assert_allclose(np.asarray(batched.params.means[i]), np.asarray(alone.params.means),
+                                   rtol=0, atol=1e5 * rtol_for(x.shape[-1]) * np.sqrt(_MAX_ITER))
