@@ -772,3 +772,24 @@ def test_absent_values_of_data_far_from_zero_do_not_poison_the_fit(how):
         # terms over at most _MAX_ITER steps, relative to data near 1e5.
         np.testing.assert_allclose(np.asarray(batched.params.means[i]), np.asarray(alone.params.means),
                                    rtol=0, atol=1e5 * rtol_for(x.shape[-1]) * np.sqrt(_MAX_ITER))
+
+
+def test_points_millions_of_sds_from_every_component_keep_a_finite_fit():
+    # Found by the property test: K = 3 with scales held at 1e-6 over N(0, 1)
+    # data, so every point lies ~1e6 sd from every component and its log-joint
+    # terms are ~-1e12, resolved in float32 only to ~1e5.  XLA re-derived those
+    # terms in several kernels with different rounding, so a - logsumexp(a) came
+    # out far from <= 0 and exp() overflowed: every fit of the batch NONFINITE,
+    # while each fitted alone converged.  The softmax now clamps to its exact bounds.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 24)).astype(DTYPE)
+    init = MixtureParams(np.full(3, 1 / 3), np.array([-1.0, 0.0, 1.0]), np.full(3, 1e-6))
+    batched = jaxgmm.fit(x, init, fixed="scales", max_iter=_MAX_ITER)
+    assert_truthful(batched)
+    assert not np.any(np.asarray(batched.status) == Status.NONFINITE), np.asarray(batched.status)
+    for i in range(len(x)):
+        alone = jaxgmm.fit(x[i], init, fixed="scales", max_iter=_MAX_ITER)
+        assert int(batched.status[i]) == int(alone.status)
+        # log-likelihoods of ~-1e12: agreement to the float's relative precision
+        # times the number of terms.
+        np.testing.assert_allclose(float(batched.loglik[i]), float(alone.loglik), rtol=rtol_for(x.shape[-1]) * 8)
