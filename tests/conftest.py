@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # `import reference` from any test
 
@@ -28,6 +29,22 @@ def rtol_for(n_ops: float = 1.0) -> float:
     signs; a safety factor of 16 covers the few extra operations per term.
     """
     return 16 * EPS * max(1.0, float(np.sqrt(n_ops)))
+
+
+# Property tests (Hypothesis).  By default every run draws the same examples
+# (derandomized), so the suite gives the same verdict on every run, here and in
+# CI.  HYPOTHESIS_PROFILE=explore draws fresh random examples, ten times as many,
+# to hunt for new failures; a failure prints its example, which then belongs in
+# a regression test (as the found cases in tests/test_robustness.py are).
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "deterministic")
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def property_examples(n: int) -> int:
+    """``max_examples`` for a property test: ``n``, or ``10 n`` when exploring."""
+    return 10 * n if HYPOTHESIS_PROFILE == "explore" else n
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import jaxgmm
 import reference as ref
-from conftest import DTYPE, EPS, X64, rtol_for
+from conftest import DTYPE, EPS, X64, property_examples, rtol_for
 from jaxgmm import MixtureParams, Status
 
 SQRT2 = float(np.sqrt(2.0))
@@ -185,7 +185,7 @@ def test_sklearn_iterates_agree(truth, start):
 # ---------------------------------------------------------------- properties
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=property_examples(25), deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), k=st.sampled_from([2, 3]), free_scales=st.booleans())
 def test_loglik_never_decreases(seed, k, free_scales):
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import jaxgmm
 import reference as ref
-from conftest import DTYPE, EPS, X64, rtol_for
+from conftest import DTYPE, EPS, X64, property_examples, rtol_for
 from jaxgmm import MixtureParams, Status
 from jaxgmm._fit import DEFAULT_SCALE_FLOOR
 from jaxgmm._loop import default_tol, fit_batched
@@ -496,7 +496,7 @@ def test_float32_tight_component_away_from_the_centre(accelerate):
     np.testing.assert_allclose(p[2], s, rtol=1e-4)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=property_examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1), log_scale=st.floats(-4.0, -1.0), outlier=st.floats(3.0, 30.0),
        n_iter=st.sampled_from([1, 2, 5, 50]))
 def test_float32_em_never_lowers_the_likelihood_of_narrow_starts(seed, log_scale, outlier, n_iter):
@@ -677,7 +677,7 @@ def _free_parameters(k, kw):
     return n_free_parameters(make_spec(kw["fixed"], k, kw["equal_scales"]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=property_examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_property_only_documented_errors_and_truthful_results(problem):
     x, init, kw = problem
@@ -712,7 +712,7 @@ def test_property_only_documented_errors_and_truthful_results(problem):
         assert np.all(np.where(healthy[..., None], s > floor, True))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=property_examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(weights=st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, -0.25, 1.25, np.nan]), min_size=2, max_size=2),
        scales=st.lists(st.sampled_from([1.0, 0.5, 0.0, -1.0, np.inf, np.nan, 1e-30, 1e30]), min_size=2, max_size=2),
        means=st.lists(st.sampled_from([0.0, -3.0, 1e30, np.inf, np.nan]), min_size=2, max_size=2))
