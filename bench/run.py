@@ -1,7 +1,7 @@
 """jaxgmm benchmark suite: ``python bench/run.py`` writes ``bench/RESULTS.md``.
 
-Six measurements (issue 4), every ratio measured side by side in the same run
-because the machines are shared and noisy:
+Eight measurements (the six of issue 4 and two more), every ratio measured side
+by side in the same run because the machines are shared and noisy:
 
 1. Throughput against the C ceiling (``../shared/roofline/roof.c``, built and run
    here), B = 10,000 x n = 1000, 100 EM iterations of the two-component model with
@@ -13,6 +13,8 @@ because the machines are shared and noisy:
 4. The slowest-fit tax on a heavy-tailed case: plain, compacted, SQUAREM.
 5. Peak resident memory of a B = 100,000 x n = 1000 float32 fit, in a subprocess.
 6. GPU: ``bench/gpu.sh`` (run separately; its last recorded output, ``bench/gpu_results.txt``, is copied in).
+7. Scale-out: one very large dataset and several CPU devices (``bench/scale_out.py``).
+8. More than two components: throughput for K = 2..5 and K = 3 fits/s against scikit-learn.
 
 Each measurement runs in its own Python subprocess (float64 ones with
 ``JAX_ENABLE_X64=1``); ``--quick`` shrinks the sizes for a smoke test.
@@ -40,7 +42,7 @@ if not os.path.exists(ROOF_C):
     ROOF_C = "/work/shared/roofline/roof.c"
 
 
-# What the recorded GPU run (bench/gpu_results.txt) shows; written by hand from it.
+# Where the CPU loop's time goes; written by hand from a profile (section 1).
 CPU_NOTES = (
     "Where the wall-clock time goes (XLA's profiler, float32, one block of 262 fits, about 140 us "
     "per iteration, measured on this machine on 2026-11-26):\n\n"
@@ -58,6 +60,7 @@ CPU_NOTES = (
     "asynchronously. One CPU device per core does help (`fit_sharded`, section 7).\n")
 
 
+# What the recorded GPU run (bench/gpu_results.txt) shows; written by hand from it.
 GPU_NOTES = (
     "- `default` writes the fixed-scale pass's two sums (`sum t`, `sum t x`) as one reduction of complex "
     "numbers; `sums` as two reductions, for which XLA's GPU compiler keeps the shared `tanh` in memory "
@@ -356,7 +359,57 @@ def part_memory(a):
                 ratio=(data_mb + max(working, 0.0)) / data_mb)
 
 
-PARTS = dict(throughput=part_throughput, fits=part_fits, scaling=part_scaling, tail=part_tail, memory=part_memory)
+def part_components(a):
+    """More than two components: fixed-iteration throughput for K = 2..5, and
+    fits/s to convergence for K = 3 against scikit-learn one dataset at a time."""
+    jax, jnp, np, jaxgmm, dt = _jax_setup()
+    batch, n, iters = a.batch, 1000, 50
+    out = dict(dtype=np.dtype(dt).name, batch=batch, n=n, iters=iters, tol=jaxgmm.default_tol(dt), rates={})
+    for k in (2, 3, 4, 5):
+        # Components 4 sd apart, equal weights; the start is the truth, moved.
+        means = 4.0 * np.arange(k)
+        truth = jaxgmm.MixtureParams(np.full(k, 1.0 / k), means, np.ones(k))
+        start = jaxgmm.MixtureParams(jnp.full(k, 1.0 / k, dt), jnp.asarray(means + 0.5, dt), jnp.full(k, 1.2, dt))
+        x = jaxgmm.sample(jax.random.key(k), jax.tree.map(lambda v: jnp.asarray(v, dt), truth), n, shape=(batch,))
+        _block(x)
+        for name, kw in (("scales known", dict(fixed="scales")), ("all free", dict())):
+            run = lambda: jaxgmm.fit(x, start, tol=0.0, max_iter=iters, **kw)
+            _timed(run)
+            t = min(_timed(run)[0] for _ in range(2))
+            out["rates"][f"{k} {name}"] = batch * n * iters / t / 1e9
+        if k == 3:
+            xs = np.asarray(x, np.float64)
+            run = lambda: jaxgmm.fit(x, start)
+            first, _ = _timed(run)
+            t, res = _timed(run)
+            out["k3 jax"] = dict(seconds=t, first_call_s=first, fits_per_s=batch / t,
+                                 median_iter=float(np.median(res.n_iter)),
+                                 converged=float(np.mean(np.asarray(res.converged))))
+            try:
+                import warnings
+
+                from sklearn.mixture import GaussianMixture
+                sub = min(a.subset, batch)
+                iters_sk = []
+                t0 = time.perf_counter()
+                for i in range(sub):
+                    gm = GaussianMixture(k, covariance_type="spherical", tol=a.sk_tol, reg_covar=0.0,
+                                         max_iter=10_000, weights_init=np.full(k, 1.0 / k),
+                                         means_init=(means + 0.5)[:, None], precisions_init=np.full(k, 1 / 1.44))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        gm.fit(xs[i][:, None])
+                    iters_sk.append(gm.n_iter_)
+                t = time.perf_counter() - t0
+                out["k3 sklearn"] = dict(subset=sub, fits_per_s=sub / t, tol=a.sk_tol,
+                                         median_iter=float(np.median(iters_sk)))
+            except ImportError:
+                out["k3 sklearn"] = None
+    return out
+
+
+PARTS = dict(throughput=part_throughput, fits=part_fits, scaling=part_scaling, tail=part_tail, memory=part_memory,
+             components=part_components)
 
 
 def child(args):
@@ -549,6 +602,26 @@ def write_report(path, info, r, quick, total_s):
     if r.get("scale_out"):
         w("## 7. Scale-out (`bench/scale_out.py`)\n")
         w(r["scale_out"])
+    c = r.get("components")
+    if c:
+        w("## 8. More than two components\n")
+        w(f"K components 4 sd apart with equal weights, B = {c['batch']:,} x n = {c['n']}, {c['dtype']}, "
+          f"{c['iters']} EM iterations (`tol=0`), start = truth moved by 0.5 (means) and 1.2x (scales). "
+          "K = 2 runs the one-`tanh` pass of section 1; K > 2 the general pass (one `exp` per point and "
+          "component, one reduction per sum). G pt-it/s = B x n x iterations / s / 1e9.\n")
+        w("| K | scales known G pt-it/s | all free G pt-it/s |")
+        w("|---|---|---|")
+        for k in (2, 3, 4, 5):
+            w(f"| {k} | {c['rates'][f'{k} scales known']:.3f} | {c['rates'][f'{k} all free']:.3f} |")
+        w("")
+        j, sk = c["k3 jax"], c["k3 sklearn"]
+        w(f"K = 3, all free, to convergence (jaxgmm default tol {c['tol']:g}): jaxgmm "
+          f"{j['fits_per_s']:,.0f} fits/s (batch of {c['batch']:,}, {j['seconds']:.2f} s, "
+          f"median {j['median_iter']:.0f} iterations, "
+          f"{100 * j['converged']:.0f}% converged)" + (
+              f"; scikit-learn one at a time {sk['fits_per_s']:.1f} fits/s (subset of {sk['subset']}, "
+              f"tol={sk['tol']:g}, median {sk['median_iter']:.0f} iterations): **"
+              f"{j['fits_per_s'] / sk['fits_per_s']:.0f}x**.\n" if sk else "; scikit-learn not installed.\n"))
     with open(path, "w") as fh:
         fh.write("\n".join(L))
 
@@ -590,6 +663,8 @@ def main():
     r["tail"] = spawn("tail", batch=64 if q else 1000)
     print("memory", flush=True)
     r["memory"] = spawn("memory", batch=2000 if q else 100_000)
+    print("components", flush=True)
+    r["components"] = spawn("components", batch=1000 if q else 10_000, subset=10 if q else 50)
     print("scale-out", flush=True)
     import scale_out
     r["scale_out"] = scale_out.markdown(scale_out.huge_dataset(1e6 if q else 1e8),
