@@ -135,16 +135,13 @@ def _posterior(a: list) -> tuple[list, Array]:
     return [s * inv_total for s in scaled], largest + jnp.log(total)
 
 
-def _responsibilities(x: Array, params: MixtureParams) -> tuple[Array, Array]:
-    """Responsibilities ``(K, n)`` and the per-point log-likelihood ``(n,)``.
-
-    For more than two components the softmax of the log-joint terms, in log space.
-    """
+def _responsibilities(x: Array, params: MixtureParams) -> tuple[list, Array]:
+    """Responsibilities ``[rho_1, ..., rho_K]`` (each ``(n,)``) and the per-point
+    log-likelihood ``(n,)``: for two components from the log-odds, for more the
+    softmax of the log-joint terms, in log space either way."""
     if params.means.shape[-1] == 2:
-        rho, point_ll = _two_component_terms(x, params)
-        return jnp.stack(rho), point_ll
-    rho, point_ll = _posterior(_component_terms(x, params))
-    return jnp.stack(rho), point_ll
+        return _two_component_terms(x, params)
+    return _posterior(_component_terms(x, params))
 
 
 def sufficient_stats(
@@ -153,6 +150,7 @@ def sufficient_stats(
     sample_weight: Optional[Array] = None,
     *,
     second_moments: bool = True,
+    loglik: bool = True,
 ) -> SuffStats:
     """One fused E-pass over ``x``: sufficient statistics and the log-likelihood.
 
@@ -161,31 +159,24 @@ def sufficient_stats(
       params: current parameters, fields of shape ``(K,)``.
       sample_weight: optional non-negative weights, shape ``(n,)``.
       second_moments: static; skip the second moments when no scale is estimated.
+      loglik: static; skip the log-likelihood (then ``None``), which costs a
+        ``log`` per point and a sum.
     """
-    if params.means.shape[-1] == 2:
-        # Per component, as (n,) arrays (see _two_component_terms).
-        rho, point_ll = _two_component_terms(x, params)
-        dev = [x - params.means[k] for k in range(2)]
-        terms = [(rho[0], None), (rho[1], None), (rho[0], dev[0]), (rho[1], dev[1]), (point_ll, None)]
-        if second_moments:
-            terms += [(rho[0] * dev[0], dev[0]), (rho[1] * dev[1], dev[1])]
-        sums = _row_sums(terms, sample_weight)
-        count, first = jnp.stack(sums[0:2]), jnp.stack(sums[2:4])
-        second = jnp.stack(sums[5:7]) if second_moments else jnp.zeros_like(first)
-        return SuffStats(count, first, second, sums[4])
-    # Per component, as (n,) arrays, like the two-component pass: under vmap on
-    # CPU, stacked (K, n) intermediates made this pass 1.5x (K = 3) to 1.8x
-    # (K = 4) slower (B = 10k x n = 1000, known scales).
-    rho, point_ll = _posterior(_component_terms(x, params))
-    dev = [x - params.means[k] for k in range(len(rho))]
-    terms = [(r, None) for r in rho] + [(r, d) for r, d in zip(rho, dev)] + [(point_ll, None)]
+    # Per component, as (n,) arrays: under vmap on CPU, stacked (K, n)
+    # intermediates made the K > 2 pass 1.5x (K = 3) to 1.8x (K = 4) slower
+    # (B = 10k x n = 1000, all free), and the two-component one about 4x.
+    rho, point_ll = _responsibilities(x, params)
+    k = len(rho)
+    dev = [x - params.means[j] for j in range(k)]
+    terms = [(r, None) for r in rho] + [(r, d) for r, d in zip(rho, dev)]
+    if loglik:
+        terms.append((point_ll, None))
     if second_moments:
         terms += [(r * d, d) for r, d in zip(rho, dev)]
     sums = _row_sums(terms, sample_weight)
-    k = len(rho)
     count, first = jnp.stack(sums[:k]), jnp.stack(sums[k:2 * k])
-    second = jnp.stack(sums[2 * k + 1:]) if second_moments else jnp.zeros_like(first)
-    return SuffStats(count, first, second, sums[2 * k])
+    second = jnp.stack(sums[len(sums) - k:]) if second_moments else jnp.zeros_like(first)
+    return SuffStats(count, first, second, sums[2 * k] if loglik else None)
 
 
 class DataMoments(NamedTuple):
@@ -387,7 +378,7 @@ def e_step(
     """
     x, params = _as_float(x, params)
     rho, point_ll = _responsibilities(x, params)
-    return rho.T, _weighted_sum(point_ll, sample_weight)
+    return jnp.stack(rho, axis=-1), _weighted_sum(point_ll, sample_weight)
 
 
 def _as_float(x: Array, params: MixtureParams) -> tuple[Array, MixtureParams]:

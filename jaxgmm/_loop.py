@@ -150,7 +150,7 @@ def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[
     For ``K = 2`` with ``moments`` (:func:`data_moments` of ``x_std``): the
     one-``tanh`` pass when ``fast`` (static), else the pass that resolves every
     responsibility relative to its size.  ``None`` moments (or ``K != 2``) use the
-    general fused pass, which also returns the log-likelihood.
+    general fused pass (without the log-likelihood).
     """
     # Both K = 2 passes form the log-odds from (x - mu) / sigma (an expanded
     # quadratic in x loses eps * x^2 / sigma^2 of it, garbage near the variance
@@ -164,7 +164,9 @@ def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[
         if fast and (jnp.finfo(x_std.dtype).bits >= 64 or not spec.scales_free):
             return two_component_stats(x_std, params, sample_weight, moments, second_moments=spec.scales_free)
         return two_component_stats_precise(x_std, params, sample_weight, second_moments=spec.scales_free)
-    return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)
+    # The loop's stopping rule does not use the log-likelihood; a NaN anywhere
+    # still shows in the counts (step_finite).
+    return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free, loglik=False)
 
 
 def polish_phase(x_std, params: MixtureParams, moments) -> bool:
