@@ -510,7 +510,8 @@ def write_report(path, info, r, quick, total_s):
       "and each of its sums is one reduction. In float32 a fit that converges then continues with a "
       "precise pass (a logistic per component, every responsibility resolved relative to its size) "
       "until that converges too, usually one or two iterations (with `tol=0`, as here, only the fast "
-      "pass runs); float32 models with free scales use the precise pass throughout.\n")
+      "pass runs). With free scales in float32 a fit leaves the fast pass early where it would not "
+      "resolve a component's second moment to sqrt(eps) (a narrow or small component).\n")
     w(CPU_NOTES)
 
     f = r["fits"]

@@ -146,6 +146,7 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
     def rounds(active, phases):
         nonlocal state, lane, n_rounds
         while active.size:
+            started = n_iter.copy()
             results = []
             for j, r in _blocks(active.size, rows):
                 shapes_used.add(r)
@@ -164,7 +165,11 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
                 lane += padded.size * int(np.max(after - before))
                 n_iter[ids] = after[:k]
             n_rounds += 1
-            active = active[running(active)]
+            # A fit that took no step this round has left the phase (the fast
+            # phase stops a fit where the fast pass loses accuracy; see
+            # jaxgmm._loop.fast_pass_accurate): without this it would be sent
+            # back to the same phase forever.
+            active = active[running(active) & (n_iter[active] > started[active])]
 
     def running(ids):
         change = np.asarray(state.change)[ids]

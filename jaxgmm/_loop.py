@@ -156,17 +156,43 @@ def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[
     # quadratic in x loses eps * x^2 / sigma^2 of it, garbage near the variance
     # floor in float32: tests/test_robustness.py::
     # test_float32_em_never_lowers_the_likelihood_of_narrow_starts).  The tanh
-    # pass's second moments come from raw moments, so in narrower floats models
-    # with free scales use the precise pass throughout.
+    # pass's second moments come from raw moments; where that loses a component
+    # the loop leaves the fast phase (fast_pass_accurate).
     if isinstance(x_std, ChunkedData):  # one very large dataset: sum over chunks
         return x_std.reduce(lambda xs, ws, mom: loop_stats(xs, ws, params, spec, mom, fast), moments)
     if moments is not None and params.means.shape[-1] == 2:
-        if fast and (jnp.finfo(x_std.dtype).bits >= 64 or not spec.scales_free):
+        if fast:
             return two_component_stats(x_std, params, sample_weight, moments, second_moments=spec.scales_free)
         return two_component_stats_precise(x_std, params, sample_weight, second_moments=spec.scales_free)
     # The loop's stopping rule does not use the log-likelihood; a NaN anywhere
     # still shows in the counts (step_finite).
     return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free, loglik=False)
+
+
+def fast_pass_accurate(params: MixtureParams, moments: Optional[DataMoments], spec: ModelSpec) -> Array:
+    """Whether the ``tanh`` pass resolves every free scale's second moment to a
+    relative ``sqrt(eps)`` at ``params`` (a traced bool; static ``True`` where it
+    always does: known scales, or 64-bit floats).
+
+    The pass gets component ``k``'s second moment from raw sums of all the data,
+    so its rounding error is about ``eps * S_k`` with ``S_k = sum_i w_i (x_i -
+    mu_k)^2``, against a second moment of ``W pi_k sigma_k^2``.  At a relative
+    error of ``sqrt(eps)`` an M-step costs the likelihood at most about ``eps``
+    per observation, the rounding level of the likelihood itself.  A narrow or
+    small component fails the test, and its fit leaves the fast phase for the
+    precise pass (the polishing phase of :func:`run_em`) for good.
+    """
+    if (moments is None or params.means.shape[-1] != 2 or not spec.scales_free
+            or jnp.finfo(params.scales.dtype).bits >= 64):
+        return jnp.asarray(True)
+    # One very large dataset carries each chunk's moments: the pass's error is
+    # that of the sums over all of them.
+    moments = jax.tree_util.tree_map(lambda a: jnp.sum(a, axis=0) if a.ndim else a, moments)
+    eps = jnp.finfo(params.scales.dtype).eps
+    mu = params.means
+    spread_k = moments.second - 2.0 * mu * moments.first + mu * mu * moments.total
+    own = moments.total * params.weights * params.scales * params.scales
+    return over_components(jnp.logical_and, eps * spread_k <= math.sqrt(eps) * own)
 
 
 def polish_phase(x_std, params: MixtureParams, moments) -> bool:
@@ -178,9 +204,11 @@ def polish_phase(x_std, params: MixtureParams, moments) -> bool:
     ``eps * W = 0.1``) and a tight one far from the centre (relative error
     ``eps * mean^2 / var``; tests/test_robustness.py::
     test_float32_small_component_of_large_dataset).  So narrower floats run the
-    fast pass to convergence, then continue with the precise pass until *it*
-    converges: the result is the precise pass's fixed point, and where the fast
-    one is already close (the usual case) this costs one or a few iterations.
+    fast pass to convergence (or, with free scales, until
+    :func:`fast_pass_accurate` fails), then continue with the precise pass until
+    *it* converges: the result is the precise pass's fixed point, and where the
+    fast one is already close (the usual case) this costs one or a few
+    iterations.
     """
     return moments is not None and params.means.shape[-1] == 2 and jnp.finfo(x_std.dtype).bits < 64
 
@@ -227,6 +255,10 @@ def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, m
         return (s.n_iter < max_iter) & s.finite & ~(s.change < tol)
 
     def loop(s: LoopState, fast: bool):
+        # A fit leaves the fast phase where the fast pass stops being accurate;
+        # the precise phase carries it on.
+        running = (lambda s: cond(s) & fast_pass_accurate(s.params, moments, spec)) if fast else cond
+
         def step(s: LoopState):
             new, stats = em_update(x_std, sample_weight, s.params, spec, scale_floor, min_count, moments, fast)
             finite = step_finite(new, stats)
@@ -242,10 +274,10 @@ def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, m
             # and result are the same; the loop's own cost is paid once a trip.
             s = step(s)
             for _ in range(steps - 1):
-                s = lax.cond(cond(s), step, lambda s: s, s)
+                s = lax.cond(running(s), step, lambda s: s, s)
             return s
 
-        return lax.while_loop(cond, body, s)
+        return lax.while_loop(running, body, s)
 
     if not polish_phase(x_std, state.params, moments):
         return loop(state, True)

@@ -496,6 +496,46 @@ def test_float32_tight_component_away_from_the_centre(accelerate):
     np.testing.assert_allclose(p[2], s, rtol=1e-4)
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["plain", "compact"])
+def test_float32_fits_leave_the_fast_pass_where_it_would_lose_a_component(monkeypatch, compact):
+    """With free scales in float32 the loop runs the one-tanh pass while it
+    resolves every component's second moment (``_loop.fast_pass_accurate``), then
+    the precise pass.  In a batch that mixes ordinary starts with starts whose
+    narrow component that pass would lose, every fit ends where the precise pass
+    alone ends it, and the compacting driver, which schedules the phases on the
+    host, finishes too.
+    """
+    from jaxgmm import _loop
+    x = mixture_data(11, 400, shape=(8,)).astype(np.float32)
+    narrow = np.arange(8) % 2 == 1
+    starts = MixtureParams(np.full((8, 2), 0.5, np.float32),
+                           np.stack([np.where(narrow, x[:, 0], -1.0), np.full(8, 4.0)], -1).astype(np.float32),
+                           np.stack([np.where(narrow, 1e-3, 1.0), np.full(8, 1.5)], -1).astype(np.float32))
+
+    def accurate_at_start(x_, p_):
+        std = _loop.Standardiser.from_data(x_, None)
+        moments = jaxgmm._em.data_moments(std.data(x_))
+        return _loop.fast_pass_accurate(std.params_in(p_), moments, jaxgmm._em.ModelSpec.free(2))
+
+    accurate = jax.vmap(accurate_at_start)(jnp.asarray(x), jax.tree.map(jnp.asarray, starts))
+    # The test means something only if both kinds of fit are in the batch.
+    np.testing.assert_array_equal(np.asarray(accurate), ~narrow)
+    kw = dict(tol=1e-6, max_iter=5000, compact=compact)
+    mixed = jaxgmm.fit(x, starts, **kw)
+    try:
+        monkeypatch.setattr(_loop, "fast_pass_accurate", lambda *a: jnp.asarray(False))
+        jax.clear_caches()
+        precise = jaxgmm.fit(x, starts, **kw)
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()
+    assert_truthful(mixed)
+    np.testing.assert_array_equal(np.asarray(mixed.status), np.asarray(precise.status))
+    for got, want in zip(mixed.params, precise.params):
+        # Both stop within tol / (1 - rate) of the precise pass's fixed point.
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-4 * x.std())
+
+
 @settings(max_examples=property_examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1), log_scale=st.floats(-4.0, -1.0), outlier=st.floats(3.0, 30.0),
        n_iter=st.sampled_from([1, 2, 5, 50]))
