@@ -172,7 +172,8 @@ def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[
 def fast_pass_accurate(params: MixtureParams, moments: Optional[DataMoments], spec: ModelSpec) -> Array:
     """Whether the ``tanh`` pass resolves every free scale's second moment to a
     relative ``sqrt(eps)`` at ``params`` (a traced bool; static ``True`` where it
-    always does: known scales, or 64-bit floats).
+    always does: known scales, or 64-bit floats).  ``moments`` are those of the
+    whole dataset (summed over chunks).
 
     The pass gets component ``k``'s second moment from raw sums of all the data,
     so its rounding error is about ``eps * S_k`` with ``S_k = sum_i w_i (x_i -
@@ -185,9 +186,6 @@ def fast_pass_accurate(params: MixtureParams, moments: Optional[DataMoments], sp
     if (moments is None or params.means.shape[-1] != 2 or not spec.scales_free
             or jnp.finfo(params.scales.dtype).bits >= 64):
         return jnp.asarray(True)
-    # One very large dataset carries each chunk's moments: the pass's error is
-    # that of the sums over all of them.
-    moments = jax.tree_util.tree_map(lambda a: jnp.sum(a, axis=0) if a.ndim else a, moments)
     eps = jnp.finfo(params.scales.dtype).eps
     mu = params.means
     spread_k = moments.second - 2.0 * mu * moments.first + mu * mu * moments.total
@@ -254,10 +252,15 @@ def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, m
     def cond(s: LoopState):
         return (s.n_iter < max_iter) & s.finite & ~(s.change < tol)
 
+    # The moments of the whole dataset, summed once: one very large dataset
+    # carries each chunk's (fields of shape (n_chunks,)).
+    whole = None if moments is None else jax.tree_util.tree_map(
+        lambda a: jnp.sum(a, axis=0) if a.ndim else a, moments)
+
     def loop(s: LoopState, fast: bool):
         # A fit leaves the fast phase where the fast pass stops being accurate;
         # the precise phase carries it on.
-        running = (lambda s: cond(s) & fast_pass_accurate(s.params, moments, spec)) if fast else cond
+        running = (lambda s: cond(s) & fast_pass_accurate(s.params, whole, spec)) if fast else cond
 
         def step(s: LoopState):
             new, stats = em_update(x_std, sample_weight, s.params, spec, scale_floor, min_count, moments, fast)
