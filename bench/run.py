@@ -191,6 +191,43 @@ def _numpy_em(x, w, m, s, tol, max_iter=100_000):
     return w, m, it
 
 
+def _convergence(run, batch):
+    """Time ``run()`` (a batch of fits to convergence) after a first call; its
+    summary and the result."""
+    import numpy as np
+    first, _ = _timed(run)
+    t, res = _timed(run)
+    return dict(seconds=t, first_call_s=first, fits_per_s=batch / t, median_iter=float(np.median(res.n_iter)),
+                converged=float(np.mean(np.asarray(res.converged)))), res
+
+
+def _sklearn_one_at_a_time(x, weights, means, scales, subset, tol):
+    """scikit-learn's ``GaussianMixture`` (all free, spherical, no variance
+    regularisation) fitted to the first ``subset`` rows of ``x`` one at a time
+    from the given start; ``None`` when scikit-learn is not installed."""
+    import warnings
+
+    import numpy as np
+    try:
+        from sklearn.mixture import GaussianMixture
+    except ImportError:
+        return None
+    x = np.asarray(x[:subset], np.float64)
+    iters = []
+    t0 = time.perf_counter()
+    for row in x:
+        gm = GaussianMixture(len(weights), covariance_type="spherical", tol=tol, reg_covar=0.0, max_iter=10_000,
+                             weights_init=np.asarray(weights), means_init=np.asarray(means)[:, None],
+                             precisions_init=1.0 / np.square(scales))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(row[:, None])
+        iters.append(gm.n_iter_)
+    t = time.perf_counter() - t0
+    sub = len(iters)
+    return dict(subset=sub, seconds_subset=t, fits_per_s=sub / t, tol=tol, median_iter=float(np.median(iters)))
+
+
 def part_fits(a):
     """Fits/s to convergence on the motivating example vs scikit-learn and NumPy."""
     jax, jnp, np, jaxgmm, dt = _jax_setup()
@@ -199,33 +236,10 @@ def part_fits(a):
     xj = jnp.asarray(x, dt)
     out = dict(dtype=np.dtype(dt).name, batch=batch, n=n, tol=jaxgmm.default_tol(dt))
     for name, kw in (("scales known", dict(fixed="scales")), ("all free", dict())):
-        run = lambda: jaxgmm.fit(xj, start, **kw)
-        first, _ = _timed(run)
-        t, res = _timed(run)
-        out[f"jax {name}"] = dict(seconds=t, first_call_s=first, fits_per_s=batch / t,
-                                  median_iter=float(np.median(res.n_iter)),
-                                  converged=float(np.mean(np.asarray(res.converged))))
+        out[f"jax {name}"], _ = _convergence(lambda: jaxgmm.fit(xj, start, **kw), batch)
     # scikit-learn, one dataset at a time, all parameters free (it cannot fix scales).
-    try:
-        import warnings
-
-        from sklearn.mixture import GaussianMixture
-        sub = min(a.subset, batch)
-        t0 = time.perf_counter()
-        iters = []
-        for i in range(sub):
-            gm = GaussianMixture(2, covariance_type="spherical", tol=a.sk_tol, reg_covar=0.0, max_iter=10_000,
-                                 weights_init=[0.5, 0.5], means_init=[[-1.0], [4.0]],
-                                 precisions_init=[1.0, 0.5])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                gm.fit(x[i][:, None])
-            iters.append(gm.n_iter_)
-        t = time.perf_counter() - t0
-        out["sklearn all free"] = dict(subset=sub, seconds_subset=t, fits_per_s=sub / t, tol=a.sk_tol,
-                                       median_iter=float(np.median(iters)))
-    except ImportError:
-        out["sklearn all free"] = None
+    out["sklearn all free"] = _sklearn_one_at_a_time(x, [0.5, 0.5], [-1.0, 4.0], [1.0, 2 ** 0.5],
+                                                     min(a.subset, batch), a.sk_tol)
     sub = min(a.subset, batch)
     t0 = time.perf_counter()
     iters = []
@@ -378,40 +392,12 @@ def part_components(a):
             t = min(_timed(run)[0] for _ in range(2))
             out["rates"][f"{k} {name}"] = batch * n * iters / t / 1e9
         if k == 3:
-            xs = np.asarray(x, np.float64)
-            run = lambda: jaxgmm.fit(x, start)
-            first, _ = _timed(run)
-            t, res = _timed(run)
-            out["k3 jax"] = dict(seconds=t, first_call_s=first, fits_per_s=batch / t,
-                                 median_iter=float(np.median(res.n_iter)),
-                                 converged=float(np.mean(np.asarray(res.converged))))
-            run = lambda: jaxgmm.fit(x, start, accelerate="squarem")
-            _timed(run)
-            t, acc = _timed(run)
+            out["k3 jax"], res = _convergence(lambda: jaxgmm.fit(x, start), batch)
+            out["k3 squarem"], acc = _convergence(lambda: jaxgmm.fit(x, start, accelerate="squarem"), batch)
             gain = np.asarray(acc.loglik, np.float64) - np.asarray(res.loglik, np.float64)
-            out["k3 squarem"] = dict(seconds=t, fits_per_s=batch / t, median_iter=float(np.median(acc.n_iter)),
-                                     converged=float(np.mean(np.asarray(acc.converged))),
-                                     dloglik_min=float(gain.min()), dloglik_max=float(gain.max()))
-            try:
-                import warnings
-
-                from sklearn.mixture import GaussianMixture
-                sub = min(a.subset, batch)
-                iters_sk = []
-                t0 = time.perf_counter()
-                for i in range(sub):
-                    gm = GaussianMixture(k, covariance_type="spherical", tol=a.sk_tol, reg_covar=0.0,
-                                         max_iter=10_000, weights_init=np.full(k, 1.0 / k),
-                                         means_init=(means + 0.5)[:, None], precisions_init=np.full(k, 1 / 1.44))
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        gm.fit(xs[i][:, None])
-                    iters_sk.append(gm.n_iter_)
-                t = time.perf_counter() - t0
-                out["k3 sklearn"] = dict(subset=sub, fits_per_s=sub / t, tol=a.sk_tol,
-                                         median_iter=float(np.median(iters_sk)))
-            except ImportError:
-                out["k3 sklearn"] = None
+            out["k3 squarem"].update(dloglik_min=float(gain.min()), dloglik_max=float(gain.max()))
+            out["k3 sklearn"] = _sklearn_one_at_a_time(x, np.full(k, 1.0 / k), means + 0.5, np.full(k, 1.2),
+                                                       min(a.subset, batch), a.sk_tol)
     return out
 
 
