@@ -12,8 +12,9 @@
 #   bandwidth needed = 4 bytes read per point per iteration (float32) * point-iters/s
 #   fraction of the measured memory bandwidth (a large on-device reduction,
 #   best of several runs) and of the device's nominal peak where known;
-# then one large dataset, three components (all free), and fits/s to convergence
-# for the textbook example.  With $OUT set, the table
+# then one large dataset, three components (all free), each way of writing the
+# sums of the passes with more than two (three components and two, all free), and
+# fits/s to convergence for the textbook example.  With $OUT set, the table
 # is also written to $OUT/gpu_results.txt.  The GPU tests run separately:
 #     PYTHONPATH=. python -m pytest -q tests/test_core.py tests/test_large_data.py
 set -euo pipefail
@@ -108,6 +109,37 @@ t3 = best_time(lambda: jaxgmm.fit(x, p3, tol=0.0, max_iter=iters3).loglik, reps=
 gpis3 = b3 * n3 * iters3 / t3 / 1e9
 del x
 
+# Passes with more than two sums: each way of writing them (jaxgmm._em._REDUCTION),
+# for three components all free (nine sums) and two all free (the float32 fast
+# pass: three sums), with the number of kernels XLA makes of the whole fit.
+def kernel_counts(fn, *args):
+    try:
+        text = jax.jit(fn).lower(*args).compile().as_text()
+    except Exception as err:  # a diagnostic only
+        return f"({type(err).__name__})"
+    return "/".join(str(text.count(f"kind={k}")) for k in ("kInput", "kLoop", "kCustom"))
+
+
+WAYS = ("sums", "complex")
+ways_rows = []
+b_w, n_w, iters_w = 100_000, 1000, 100
+for label, tr, st in (("K = 3, all free", truth3, p3), ("K = 2, all free", truth, p)):
+    x = jaxgmm.sample(jax.random.key(4), tr, n_w, shape=(b_w,)).astype(jnp.float32)
+    ref = None
+    for how in WAYS:
+        jaxgmm._em._REDUCTION = how
+        jax.clear_caches()
+        run = lambda: jaxgmm.fit(x, st, tol=0.0, max_iter=iters_w)
+        means = jax.block_until_ready(run()).params.means
+        ref = means if ref is None else ref
+        t = best_time(lambda: run().loglik, reps=3)
+        g = b_w * n_w * iters_w / t / 1e9
+        kc = kernel_counts(lambda xx: jaxgmm.fit(xx, st, tol=0.0, max_iter=iters_w).loglik, x)
+        ways_rows.append((label, how, t, g, float(jnp.max(jnp.abs(means - ref))), kc))
+        print(ways_rows[-1], flush=True)
+    del x
+jaxgmm._em._REDUCTION = None
+
 lines = [f"device: {name}   jax {jax.__version__}",
          f"measured read bandwidth (4 GiB sum): {bw:.2f} TB/s" + (f"   nominal peak: {nominal:.2f} TB/s" if nominal else ""),
          "",
@@ -122,6 +154,12 @@ lines.append(f"{'default':>9} {1:>8,} {n_huge:>7,} {iters_huge:>5} {first_huge:>
 lines.append(f"{'default':>9} {b3:>8,} {n3:>7,} {iters3:>5} {'':>8} {t3:>7.3f} {gpis3:>10.1f} "
              f"{gpis3 * 4 / 1e3:>9.2f} {gpis3 * 4 / 1e3 / bw:>10.0%}  (K = 3, all free)")
 lines += ["", "(target: >= 50% of the measured bandwidth; 'first s' includes compilation)", "",
+          f"passes with more sums, each way of writing them, B = {b_w:,} x n = {n_w:,}, {iters_w} iterations "
+          "(kernels: input/loop/custom fusions in the compiled fit):"]
+for label, how, t, g, diff, kc in ways_rows:
+    lines.append(f"  {label}: {how:>15} {t:7.3f} s {g:8.1f} G pt-it/s {g * 4 / 1e3 / bw:5.0%} of bandwidth"
+                 f"   max |d means| vs sums {diff:.1e}   kernels {kc}")
+lines += ["",
           "fits/s to convergence, textbook example (scales known, f32, default tol):"]
 for how, batch, n, fps, med, frac in conv:
     lines.append(f"{how or 'default':>9} B={batch:,} n={n:,}: {fps:,.0f} fits/s, median {med:.0f} iterations, {frac:.1%} converged")

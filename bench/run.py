@@ -67,10 +67,17 @@ GPU_NOTES = (
     "(a write and a read of the data's size per iteration, seen in the optimised HLO of a probe run). "
     "The complex form reads the data once: 2.3x the throughput at B = 100,000 and 1.7x the fits/s to "
     "convergence. A variadic `lax.reduce` of the two sums and a stacked reduction were also probed: no "
-    "faster than `sums`, and with three or more sums (free scales) the complex pairing does not help, "
-    "so those passes keep `sums`.\n"
-    "- At B = 100,000 x n = 1000 and B = 1,000 x n = 100,000 the loop reaches **0.60 of the measured "
-    "read bandwidth** (target 0.5): 561-563 G point-iterations/s. At B = 10,000 it is 0.31: an "
+    "faster than `sums`.\n"
+    "- Passes with more sums pair them the same way (the `complex` rows of the table 'passes with more "
+    "sums'): three components all free (nine sums) run 1.75x faster than as `sums` (84 against 48 G "
+    "point-iterations/s, B = 100,000), two all free (three sums) level (229 against 228). Both are far "
+    "from the bandwidth (10% and 26%): XLA still gives the shared softmax or `tanh` a round trip through "
+    "memory for the several reductions; a hand-written kernel for the pass would be the next step. One "
+    "reduction of all the sums stacked (plain or as complex pairs) derives the shared terms once per "
+    "row: no faster than `sums` (K = 3) or slower (K = 2), and removed.\n"
+    "- At B = 100,000 x n = 1000 and B = 1,000 x n = 100,000 the loop reaches **0.64-0.65 of the measured "
+    "read bandwidth** (target 0.5): 568-574 G point-iterations/s (0.58-0.60 in other runs, the measured "
+    "bandwidth moving more than the loop's rate). At B = 10,000 it is 0.31-0.34: an "
     "iteration takes about 34 us, of which reading the 10M points at the measured bandwidth is about "
     "11 us; the rest is the M-step's small kernels and the while loop's predicate sent to the host, "
     "so small batches are launch-bound.\n"
@@ -80,12 +87,12 @@ GPU_NOTES = (
     "B = 10,000 1.43x faster (209 -> 300 G point-iterations/s), at B = 100,000 1.09x; fits/s to "
     "convergence 1.17x at B = 10,000 and 1.02x at B = 100,000, but 0.6x at B = 1,000 (calls of about "
     "2 ms).\n"
-    "- One dataset of 2^27 points runs at 214-220 G point-iterations/s (0.23 of the bandwidth) in "
+    "- One dataset of 2^27 points runs at 214-222 G point-iterations/s (0.23 of the bandwidth) in "
     "chunks of 2^22 points, each chunk a few kernel launches; the CPU's 2^18-point chunks would give "
     "25, the 2^20 of earlier versions 89, and 2^24 350, at the price of about 700 MB of chunk-sized "
     "temporaries.\n"
     "- The bandwidth measured in the same run (a 4 GiB sum) varies between lent machines and runs "
-    "(from 3.09 to 3.91 TB/s on H200s).\n")
+    "(from 3.09 to 3.91 TB/s on H200s; 3.84 and 3.52 in two runs on one machine on 2026-11-27).\n")
 
 
 # ----------------------------------------------------------------------------- helpers

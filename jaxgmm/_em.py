@@ -203,29 +203,32 @@ def data_moments(x: Array, sample_weight: Optional[Array] = None) -> DataMoments
 
 # How a pass's sums over observations are written (a trace-time choice; None picks
 # per backend, and bench/gpu.sh times the GPU choices against each other):
-# "sums": one reduction per sum, the default everywhere but a GPU's two-sum pass.
-#   Compilers fuse each reduction with the elementwise work before it, but give an
-#   expensive intermediate used by several reductions (the tanh of the
-#   two-component pass) a round trip through memory: on a GPU the fixed-scale
-#   pass then moves three times the data's bytes; on CPU, in cache-sized blocks,
-#   that round trip stays in cache, and XLA:CPU runs the reductions on separate
-#   threads (measured against "dots", B = 10k x n = 1000: 1.17x float32 and
-#   1.19x float64 with known scales, 1.11x float32 all free).
+# "sums": one reduction per sum, the CPU default.  Compilers fuse each reduction
+#   with the elementwise work before it, but give an expensive intermediate used
+#   by several reductions (the tanh of the two-component pass, the softmax of the
+#   general one) a round trip through memory.  On CPU, in cache-sized blocks, that
+#   round trip stays in cache, and XLA:CPU runs the reductions on separate threads
+#   (measured against "dots", B = 10k x n = 1000: 1.17x float32 and 1.19x float64
+#   with known scales, 1.11x float32 all free; against "complex" and "stacked",
+#   K = 3 all free: 1.3x and 2.6x, "stacked" below).
 # "dots": dot products with a vector of ones or the data (without sample weights).
 # "complex": pairs of sums as one reduction of complex numbers (real part, one
-#   sum; imaginary part, the other), so a pass with two sums is one reduction
-#   with one consumer: measured on an H200 it runs 2.2x faster than "sums"
-#   (bench/RESULTS.md); with more sums the shared intermediate goes to memory
-#   anyway, and "sums" is faster there.
+#   sum; imaginary part, the other), the default on accelerators: half as many
+#   reductions, each reading the shared intermediate once for two sums.  On an
+#   H200 (B = 100k x n = 1000, bench/RESULTS.md) against "sums": 2.3x with known
+#   scales (two sums: one reduction with one consumer, so the data are read once),
+#   1.75x for three components all free (nine sums), level for two all free
+#   (three sums).  All sums as one reduction of the stacked (m, n) values, plain
+#   or paired as complex numbers, were also timed: the compilers then derive the
+#   shared intermediates once per row, no faster than "sums" on the H200 and
+#   slower on CPU ("stacked").
 _REDUCTION: Optional[str] = None
 
 
-def _reduction(n_terms: int) -> str:
+def _reduction() -> str:
     if _REDUCTION is not None:
         return _REDUCTION
-    if jax.default_backend() != "cpu" and n_terms == 2:
-        return "complex"
-    return "sums"
+    return "sums" if jax.default_backend() == "cpu" else "complex"
 
 
 def _row_sums(terms, sample_weight: Optional[Array]) -> tuple:
@@ -234,7 +237,7 @@ def _row_sums(terms, sample_weight: Optional[Array]) -> tuple:
     ``o`` may be ``None`` (``sum_i w_i v_i``).  Returns a tuple of arrays, written
     as :data:`_REDUCTION` says.
     """
-    how = _reduction(len(terms))
+    how = _reduction()
     if how == "dots" and sample_weight is None:
         ones = jnp.ones(terms[0][0].shape[-1], terms[0][0].dtype)
         return tuple(jnp.dot(v, ones if o is None else o) for v, o in terms)
