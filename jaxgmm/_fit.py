@@ -78,7 +78,8 @@ def fit(
         ``jaxgmm/_compact.py``). Each fit runs the same loop and stopping rule
         as with the default driver (results agree up to the rounding of sums
         over differently shaped blocks); a host loop, so not usable inside
-        ``jit``. Plain EM only.
+        ``jit``. Works with either ``accelerate`` (SQUAREM fits are chunked by
+        E-steps, pausing between extrapolation cycles).
 
     Raises:
       ValueError, TypeError: on concrete bad input (shapes, dtypes, NaN data, bad
@@ -105,16 +106,14 @@ def fit(
                        sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy)
     if accelerate not in (None, "squarem"):
         raise ValueError(f"accelerate must be None or 'squarem', got {accelerate!r}")
-    if accelerate == "squarem":
-        if compact:
-            raise ValueError("compact=True runs plain EM only; use accelerate=None with it")
+    if compact:
+        from ._compact import fit_compacted
+
+        result = fit_compacted(*args.arrays, spec=args.spec, accelerate=accelerate)[0]
+    elif accelerate == "squarem":
         from ._squarem import fit_batched_squarem
 
         result = fit_batched_squarem(*args.arrays, spec=args.spec)
-    elif compact:
-        from ._compact import fit_compacted
-
-        result = fit_compacted(*args.arrays, spec=args.spec)[0]
     else:
         result = fit_batched(*args.arrays, spec=args.spec)
     return with_fixed_values(result, args.arrays[2], args.spec)

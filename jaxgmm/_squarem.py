@@ -110,20 +110,45 @@ def degenerate(p: MixtureParams, stats: SuffStats, spec: ModelSpec, scale_floor,
     return on_floor | jnp.any(any_free & (stats.count <= min_count))
 
 
+def start_state(x_std, sample_weight, params: MixtureParams, spec: ModelSpec,
+                moments: DataMoments) -> SquaremState:
+    """The :class:`SquaremState` of a fit about to start from ``params``."""
+    stats_shape = jax.eval_shape(
+        functools.partial(e_pass, x_std, sample_weight, spec=spec, moments=moments), params)
+    no_stats = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, -jnp.inf, s.dtype), stats_shape)
+    one = jnp.asarray(1.0, x_std.dtype)
+    return SquaremState(params, params, no_stats, one, one, jnp.zeros((), jnp.int32),
+                        jnp.asarray(jnp.inf, x_std.dtype), jnp.asarray(True), jnp.asarray(False))
+
+
+def as_loop_state(s: SquaremState) -> LoopState:
+    return LoopState(s.params, s.n_iter, s.change, s.finite)
+
+
 def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scale_floor, min_count,
                 spec: ModelSpec, moments: DataMoments) -> LoopState:
     """SQUAREM cycles from ``params`` until a stopping rule holds; a :class:`LoopState`."""
+    start = start_state(x_std, sample_weight, params, spec, moments)
+    return as_loop_state(squarem_cycles(x_std, sample_weight, start, tol, max_iter, scale_floor, min_count,
+                                        spec, moments))
+
+
+def squarem_cycles(x_std, sample_weight, start: SquaremState, tol, max_iter, scale_floor, min_count,
+                   spec: ModelSpec, moments: DataMoments, pause_at=None) -> SquaremState:
+    """SQUAREM cycles from ``start`` until a stopping rule holds.
+
+    With ``pause_at`` (E-steps, traced) the loop also pauses after the first cycle
+    that reaches it, and a later call resumes from the returned state: the
+    compacting driver runs fits in such chunks (``jaxgmm/_compact.py``).  A pause
+    changes nothing in the cycles themselves (``max_iter`` still decides when a
+    fit stops), so chunked and unchunked runs take the same steps.
+    """
     e = functools.partial(e_pass, x_std, sample_weight, spec=spec, moments=moments)
     m = functools.partial(m_step_from_stats, spec=spec, min_scale=scale_floor, min_count=min_count)
-    dtype = x_std.dtype
-    stats_shape = jax.eval_shape(e, params)
-    no_stats = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, -jnp.inf, s.dtype), stats_shape)
-    one = jnp.asarray(1.0, dtype)
-    start = SquaremState(params, params, no_stats, one, one, jnp.zeros((), jnp.int32),
-                         jnp.asarray(jnp.inf, dtype), jnp.asarray(True), jnp.asarray(False))
+    one = jnp.asarray(1.0, x_std.dtype)
 
     def cond(s: SquaremState):
-        return ~s.done
+        return ~s.done if pause_at is None else ~s.done & (s.n_iter < pause_at)
 
     def body(s: SquaremState):
         # Safeguard: keep last cycle's extrapolated point only if it is no worse than
@@ -184,8 +209,7 @@ def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scal
         at1 = SquaremState(p1, p0, stats0, alpha, step_max, n1, change1, finite1, jnp.asarray(True))
         return _select(stop1, at1, _select(stop2, at2, _select(last, at3, running)))
 
-    out = lax.while_loop(cond, body, start)
-    return LoopState(out.params, out.n_iter, out.change, out.finite)
+    return lax.while_loop(cond, body, start)
 
 
 def fit_one_squarem(x, sample_weight, init, tol, max_iter, scale_floor, spec: ModelSpec) -> FitResult:

@@ -133,9 +133,9 @@ def test_squarem_batch_equals_single_fits_with_weights():
         assert float(batch.loglik[i]) == pytest.approx(ll, abs=loglik_slack(x[i]) + 1e-3 * (not X64))
 
 
-def _compacted(x, start, chunk, rows, **kw):
+def _compacted(x, start, chunk, rows, accelerate=None, **kw):
     args = prepare_fit(x, start, **kw)
-    return fit_compacted(*args.arrays, spec=args.spec, chunk=chunk, rows=rows)
+    return fit_compacted(*args.arrays, spec=args.spec, chunk=chunk, rows=rows, accelerate=accelerate)
 
 
 @pytest.mark.parametrize("name,truth,start,fit_kw,ref_kw", MODELS[:2], ids=[m[0] for m in MODELS[:2]])
@@ -175,12 +175,49 @@ def test_compacted_iteration_counts_are_exact_with_tol_zero():
     np.testing.assert_allclose(np.asarray(many.loglik), float(plain.loglik[0]), rtol=rtol_for(x.size) * 8)
 
 
+@pytest.mark.parametrize("name,truth,start,fit_kw,ref_kw", MODELS, ids=[m[0] for m in MODELS])
+def test_compacted_squarem_fits_equal_squarem_fits(name, truth, start, fit_kw, ref_kw):
+    x = draw(6, truth, n=400, batch=13)
+    xs = jnp.asarray(x, DTYPE)
+    whole = jaxgmm.fit(xs, to_params(start), accelerate="squarem", **fit_kw)
+    # Chunks of 4 E-steps (cycles take 3: pauses fall mid-way through the runs),
+    # blocks of 8: several rounds, padded last blocks.
+    packed, info = _compacted(xs, to_params(start), chunk=4, rows=8, accelerate="squarem", **fit_kw)
+    assert info.rounds > 2 and info.lane_iterations >= info.fit_iterations
+    assert info.fit_iterations == int(np.sum(packed.n_iter))
+    np.testing.assert_array_equal(np.asarray(packed.status), np.asarray(whole.status))
+    n_iter = int(np.max(whole.n_iter))
+    bound = max(stopping_bound(x[i], start, n_iter, **ref_kw) for i in range(0, 13, 6))
+    for g, w in zip(as_np(packed.params), as_np(whole.params)):
+        np.testing.assert_allclose(g, w, rtol=0, atol=2 * bound)
+    assert np.all(np.abs(np.asarray(packed.loglik) - np.asarray(whole.loglik)) <= 2 * loglik_slack(x[0]))
+
+
+def test_compacted_squarem_pauses_change_no_step():
+    # tol = 0: every fit runs exactly max_iter E-steps, paused every 2 or 5 of
+    # them (mid-cycle for both), through blocks of the uncompacted run's shape.
+    x = jnp.asarray(draw(7, OVERLAP, n=200, batch=8), DTYPE)
+    kw = dict(fixed="scales", tol=0.0, max_iter=14)
+    whole = jaxgmm.fit(x, to_params(OVERLAP_START), accelerate="squarem", **kw)
+    for chunk in (2, 5):
+        packed, info = _compacted(x, to_params(OVERLAP_START), chunk=chunk, rows=8, accelerate="squarem", **kw)
+        assert np.all(np.asarray(packed.n_iter) == 14) and info.rounds > 2
+        for g, w in zip(as_np(packed.params), as_np(whole.params)):
+            np.testing.assert_allclose(g, w, rtol=0, atol=rounding_atol(np.asarray(x), 14))
+    # The public option; max_iter = 0 returns the start, as without compact.
+    public = jaxgmm.fit(x, to_params(OVERLAP_START), accelerate="squarem", compact=True, **kw)
+    np.testing.assert_allclose(np.asarray(public.loglik), np.asarray(whole.loglik), rtol=rtol_for(x.size) * 8)
+    none = jaxgmm.fit(x, to_params(OVERLAP_START), accelerate="squarem", compact=True, fixed="scales", max_iter=0)
+    assert np.all(np.asarray(none.n_iter) == 0) and np.all(np.asarray(none.status) == Status.MAX_ITER)
+    np.testing.assert_allclose(np.asarray(none.params.means), np.tile(OVERLAP_START.means, (8, 1)), rtol=4 * EPS)
+
+
 def test_option_errors():
     x = jnp.asarray(draw(8, TRUTH, n=50), DTYPE)
     with pytest.raises(ValueError, match="accelerate"):
         jaxgmm.fit(x, to_params(START), accelerate="anderson")
-    with pytest.raises(ValueError, match="compact"):
-        jaxgmm.fit(x, to_params(START), accelerate="squarem", compact=True)
+    with pytest.raises(ValueError, match="accelerate"):
+        jaxgmm.fit(x, to_params(START), accelerate="anderson", compact=True)
 
 
 @pytest.mark.parametrize("free_scales,weighted", [(False, False), (True, True)])
