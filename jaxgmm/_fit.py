@@ -71,7 +71,10 @@ def fit(
         the data when EM is slow, same stopping rule, and the log-likelihood never
         ends below plain EM's step. With it, ``n_iter`` counts E-steps (passes
         over the data, three per extrapolation cycle), never more than
-        ``max_iter``.
+        ``max_iter``. Each of its E-steps also computes the log-likelihood (for
+        the safeguard), so it pays off when fits need many iterations (hundreds,
+        or a batch with a long tail); fits that plain EM finishes in a dozen or
+        two iterations run slower with it.
       compact: run the batch in chunks of iterations and, between chunks, pack
         the fits still running into fresh blocks, so that finished fits stop
         costing time (the "slowest-fit tax" of ``vmap`` over ``while_loop``; see
