@@ -82,7 +82,10 @@ def fit(
         as with the default driver (results agree up to the rounding of sums
         over differently shaped blocks); a host loop, so not usable inside
         ``jit``. Works with either ``accelerate`` (SQUAREM fits are chunked by
-        E-steps, pausing between extrapolation cycles).
+        E-steps, pausing between extrapolation cycles). A CPU tool: on a GPU
+        the finished fits' masked lanes cost little and each round of the host
+        loop costs a synchronisation, and it was several times slower there
+        (``bench/RESULTS.md``, section 6).
 
     Raises:
       ValueError, TypeError: on concrete bad input (shapes, dtypes, NaN data, bad
