@@ -138,6 +138,18 @@ def _compacted(x, start, chunk, rows, accelerate=None, **kw):
     return fit_compacted(*args.arrays, spec=args.spec, chunk=chunk, rows=rows, accelerate=accelerate)
 
 
+def check_same_fits(packed, info, whole, x, start, ref_kw):
+    """Compacted fits agree with the same fits run whole, to the stopping rule's bound."""
+    assert info.lane_iterations >= info.fit_iterations
+    assert info.fit_iterations == int(np.sum(packed.n_iter))
+    np.testing.assert_array_equal(np.asarray(packed.status), np.asarray(whole.status))
+    n_iter = int(np.max(whole.n_iter))
+    bound = max(stopping_bound(x[i], start, n_iter, **ref_kw) for i in range(0, len(x), 6))
+    for g, w in zip(as_np(packed.params), as_np(whole.params)):
+        np.testing.assert_allclose(g, w, rtol=0, atol=2 * bound)
+    assert np.all(np.abs(np.asarray(packed.loglik) - np.asarray(whole.loglik)) <= 2 * loglik_slack(x[0]))
+
+
 @pytest.mark.parametrize("name,truth,start,fit_kw,ref_kw", MODELS[:2], ids=[m[0] for m in MODELS[:2]])
 def test_compacted_fits_equal_plain_fits(name, truth, start, fit_kw, ref_kw):
     x = draw(6, truth, n=400, batch=21)
@@ -145,14 +157,8 @@ def test_compacted_fits_equal_plain_fits(name, truth, start, fit_kw, ref_kw):
     plain = jaxgmm.fit(xs, to_params(start), **fit_kw)
     # Tiny chunks and blocks: many rounds of repacking, padded last blocks.
     packed, info = _compacted(xs, to_params(start), chunk=5, rows=8, **fit_kw)
-    assert info.rounds > 3 and info.lane_iterations >= info.fit_iterations
-    assert info.fit_iterations == int(np.sum(packed.n_iter))
-    np.testing.assert_array_equal(np.asarray(packed.status), np.asarray(plain.status))
-    n_iter = int(np.max(plain.n_iter))
-    bound = max(stopping_bound(x[i], start, n_iter, **ref_kw) for i in range(0, 21, 10))
-    for g, w in zip(as_np(packed.params), as_np(plain.params)):
-        np.testing.assert_allclose(g, w, rtol=0, atol=2 * bound)
-    assert np.all(np.abs(np.asarray(packed.loglik) - np.asarray(plain.loglik)) <= 2 * loglik_slack(x[0]))
+    assert info.rounds > 3
+    check_same_fits(packed, info, plain, x, start, ref_kw)
     # The same iterations, up to where rounding moves a fit across the threshold.
     assert np.all(np.abs(np.asarray(packed.n_iter) - np.asarray(plain.n_iter))
                   <= 0.1 * np.asarray(plain.n_iter) + 2)
@@ -183,14 +189,8 @@ def test_compacted_squarem_fits_equal_squarem_fits(name, truth, start, fit_kw, r
     # Chunks of 4 E-steps (cycles take 3: pauses fall mid-way through the runs),
     # blocks of 8: several rounds, padded last blocks.
     packed, info = _compacted(xs, to_params(start), chunk=4, rows=8, accelerate="squarem", **fit_kw)
-    assert info.rounds > 2 and info.lane_iterations >= info.fit_iterations
-    assert info.fit_iterations == int(np.sum(packed.n_iter))
-    np.testing.assert_array_equal(np.asarray(packed.status), np.asarray(whole.status))
-    n_iter = int(np.max(whole.n_iter))
-    bound = max(stopping_bound(x[i], start, n_iter, **ref_kw) for i in range(0, 13, 6))
-    for g, w in zip(as_np(packed.params), as_np(whole.params)):
-        np.testing.assert_allclose(g, w, rtol=0, atol=2 * bound)
-    assert np.all(np.abs(np.asarray(packed.loglik) - np.asarray(whole.loglik)) <= 2 * loglik_slack(x[0]))
+    assert info.rounds > 2
+    check_same_fits(packed, info, whole, x, start, ref_kw)
 
 
 def test_compacted_squarem_pauses_change_no_step():
