@@ -110,8 +110,7 @@ def fit(
     """
     args = prepare_fit(x, init, fixed=fixed, equal_scales=equal_scales, tol=tol, max_iter=max_iter,
                        sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy)
-    if accelerate not in (None, "squarem"):
-        raise ValueError(f"accelerate must be None or 'squarem', got {accelerate!r}")
+    _validate.check_accelerate(accelerate)
     if compact:
         from ._compact import fit_compacted
 

@@ -217,6 +217,7 @@ class _Design(NamedTuple):
     max_iter: int
     perms: tuple
     compute_se: bool
+    accelerate: Optional[str] = None
 
 
 def _replicate_keys(key, idx):
@@ -235,7 +236,8 @@ def _study_chunk(key, idx, truth, given, design: _Design):
     mask = spec_mask(spec)
     data_keys, start_keys = _replicate_keys(key, idx)
     x = jax.vmap(lambda k: sample(k, truth, design.n))(data_keys)  # (c, n)
-    fit_kw = dict(fixed=mask, equal_scales=spec.equal_scales, max_iter=design.max_iter)
+    fit_kw = dict(fixed=mask, equal_scales=spec.equal_scales, max_iter=design.max_iter,
+                  accelerate=design.accelerate)
     if design.tol is not None:
         fit_kw["tol"] = design.tol
     if design.init in ("truth", "given"):
@@ -601,6 +603,7 @@ def monte_carlo(
     equal_scales: bool = False,
     tol: Optional[float] = None,
     max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: Optional[str] = None,
     compute_se: bool = True,
     chunk_size: Optional[int] = None,
     progress: Optional[bool] = None,
@@ -630,6 +633,9 @@ def monte_carlo(
       n_starts: starts per replicate for data-driven ``init``.
       fixed, equal_scales, tol, max_iter: the model and stopping rule, as in
         :func:`jaxgmm.fit`. Fixed values are the truth's.
+      accelerate: ``None`` (plain EM) or ``"squarem"``, as in :func:`jaxgmm.fit`:
+        for designs where EM is slow (overlapping components); ``n_iter`` then
+        counts E-steps.
       compute_se: compute observed-information SEs (needed for the SE and
         coverage columns).
       chunk_size: replicates per compiled call; by default each chunk holds
@@ -670,11 +676,12 @@ def monte_carlo(
     else:
         raise ValueError(f"init must be None, a MixtureParams or one of {METHODS}, got {init!r}")
     _validate.check_iteration_args(tol, max_iter)
+    _validate.check_accelerate(accelerate)
     chunk = _auto_chunk(n, reps, starts) if chunk_size is None else min(_check_positive_int(chunk_size, "chunk_size"), reps)
     design = _Design(n=n, spec=spec, init=mode, n_starts=starts if mode not in ("truth", "given") else 1,
                      tol=None if tol is None else float(tol), max_iter=int(max_iter),
                      perms=admissible_permutations(truth, spec),
-                     compute_se=bool(compute_se))
+                     compute_se=bool(compute_se), accelerate=accelerate)
     seed = int(key) if isinstance(key, (int, np.integer)) else None
     key = as_key(key)
 
@@ -701,7 +708,7 @@ def monte_carlo(
         n=n, reps=reps, seed=seed, fixed={f: list(m) for f, m in zip(FIELDS, spec_mask(spec))},
         equal_scales=bool(equal_scales), init=mode if mode != "given" else
         {f: np.asarray(v).tolist() for f, v in zip(FIELDS, given)},
-        n_starts=design.n_starts, tol=design.tol, max_iter=design.max_iter,
+        n_starts=design.n_starts, tol=design.tol, max_iter=design.max_iter, accelerate=accelerate,
         chunk_size=chunk, dtype=str(jnp.dtype(dtype)), compute_se=bool(compute_se))
     timing = dict(compile_s=compile_s, run_s=run_s,
                   fits_per_s=reps * design.n_starts / run_s if run_s > 0 else float("inf"),
@@ -793,6 +800,7 @@ class _BootDesign(NamedTuple):
     tol: Optional[float]
     max_iter: int
     perms: tuple
+    accelerate: Optional[str] = None
 
 
 def _boot_chunk(key, idx, x, sample_weight, estimate, design: _BootDesign):
@@ -800,7 +808,8 @@ def _boot_chunk(key, idx, x, sample_weight, estimate, design: _BootDesign):
     mask = spec_mask(spec)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
     n = x.shape[-1]
-    fit_kw = dict(fixed=mask, equal_scales=spec.equal_scales, max_iter=design.max_iter)
+    fit_kw = dict(fixed=mask, equal_scales=spec.equal_scales, max_iter=design.max_iter,
+                  accelerate=design.accelerate)
     if design.tol is not None:
         fit_kw["tol"] = design.tol
     if design.kind == "nonparametric":
@@ -867,6 +876,7 @@ def bootstrap(
     level: float = 0.95,
     tol: Optional[float] = None,
     max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: Optional[str] = None,
     chunk_size: Optional[int] = None,
     progress: Optional[bool] = None,
 ) -> BootstrapResult:
@@ -883,7 +893,8 @@ def bootstrap(
       kind: ``"nonparametric"`` resamples the observations with replacement
         (implemented as multinomial counts used as observation weights);
         ``"parametric"`` simulates ``n`` new observations from ``estimate``.
-      fixed, equal_scales, tol, max_iter: the model, as in :func:`jaxgmm.fit`.
+      fixed, equal_scales, tol, max_iter, accelerate: the model and the
+        iteration, as in :func:`jaxgmm.fit`.
       sample_weight: observation weights of the original fit (nonparametric
         only: resampled observations keep their weights).
       level: coverage of the percentile intervals.
@@ -905,11 +916,12 @@ def bootstrap(
         raise ValueError("sample_weight is only supported by the nonparametric bootstrap")
     _validate.check_data_values(x, w)
     _validate.check_iteration_args(tol, max_iter)
+    _validate.check_accelerate(accelerate)
     spec = make_spec(fixed, params.means.shape[-1], equal_scales)
     n = x.shape[-1]
     chunk = _auto_chunk(n, n_boot, 1) if chunk_size is None else min(_check_positive_int(chunk_size, "chunk_size"), n_boot)
     design = _BootDesign(spec, kind, None if tol is None else float(tol), int(max_iter),
-                         admissible_permutations(params, spec))
+                         admissible_permutations(params, spec), accelerate)
     key = as_key(key)
     run = functools.partial(_boot_chunk_jit, x=x, sample_weight=w, estimate=params, design=design)
     out = _run_chunks(lambda kk, idx: run(kk, idx), key, n_boot, chunk, progress, desc="jaxgmm bootstrap")

@@ -190,6 +190,12 @@ def _concrete_number(value, name: str, kind=float):
     return arr.item()
 
 
+def check_accelerate(accelerate) -> None:
+    """``accelerate`` is one of the accelerations :func:`jaxgmm.fit` knows."""
+    if accelerate not in (None, "squarem"):
+        raise ValueError(f"accelerate must be None or 'squarem', got {accelerate!r}")
+
+
 def check_iteration_args(tol, max_iter) -> None:
     """Range checks for ``tol`` (finite, >= 0) and ``max_iter`` (integer in [0, 2**31))."""
     t = None if tol is None else _concrete_number(tol, "tol")

@@ -133,6 +133,7 @@ def _study(args) -> int:
     init = None if args.init == "truth" else args.init
     res = monte_carlo(args.seed, truth, args.n, args.reps, init=init, n_starts=args.starts,
                       fixed=fixed, equal_scales=args.equal_scales, chunk_size=args.chunk_size,
+                      accelerate=None if args.accelerate == "none" else args.accelerate,
                       progress=False if args.no_progress else None)
     summary = res.summary()
     est_names = summary.names
@@ -141,12 +142,14 @@ def _study(args) -> int:
     start = "the truth" if init is None else f"the best of {args.starts} {init} starts"
     print(f"{PROG} study: {args.reps} replicates of n = {args.n} from {_mixture_text(weights, means, scales)}")
     print(f"estimated: {', '.join(est_names) or 'nothing'}; fixed at the truth: {', '.join(fixed_names) or 'nothing'}"
-          f"{'; equal scales' if args.equal_scales else ''}; fits start at {start}; {res.design['dtype']}")
+          f"{'; equal scales' if args.equal_scales else ''}; fits start at {start}"
+          f"{'; SQUAREM' if args.accelerate == 'squarem' else ''}; {res.design['dtype']}")
     print()
     print(summary)
     print()
     conv = res.converged
-    print(f"converged: {int(conv.sum())} of {res.reps} replicates; mean EM iterations "
+    steps = "E-steps" if args.accelerate == "squarem" else "EM iterations"
+    print(f"converged: {int(conv.sum())} of {res.reps} replicates; mean {steps} "
           f"{float(res.n_iter.mean()):.1f}; statistics use the converged replicates; "
           "cover95 = share of 95% Wald intervals (observed information) holding the truth")
     t = res.timing
@@ -473,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--starts", type=_positive_int, default=10, help="data-driven starts per replicate (default 10)")
     s.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
     s.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")
+    s.add_argument("--accelerate", choices=("none", "squarem"), default="none",
+                   help="SQUAREM extrapolation: fewer passes over the data where EM is slow, "
+                        "e.g. overlapping components (default none)")
     s.add_argument("--chunk-size", type=_positive_int, default=None, help="replicates per compiled call")
     s.add_argument("--out", metavar="FILE", help="save results: .npz (all arrays), .csv (per replicate) or .json (summary)")
     s.add_argument("--plot", metavar="FILE.png", help="draw the sampling distributions (needs matplotlib)")

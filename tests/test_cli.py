@@ -80,6 +80,14 @@ def test_fit_csv_in_process(textbook_file, capsys):
     assert any("(" in ln for ln in lines)
 
 
+def test_study_with_squarem_in_process(capsys):
+    code = cli.main(["study", "--reps", "40", "--n", "300", "--means", "0,1.5", "--weights", "0.3,0.7",
+                     "--scales", "1,1", "--accelerate", "squarem", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "; SQUAREM;" in out and "mean E-steps" in out
+
+
 def test_read_column_formats(tmp_path):
     p = tmp_path / "a.txt"
     p.write_text("# comment\n1.5\n\n2.5\nnan\n-3e2\n")

@@ -231,7 +231,36 @@ def test_nonparametric_bootstrap():
         assert float(np.asarray(boot.lower[f])[j]) < e < float(np.asarray(boot.upper[f])[j])
 
 
+def test_squarem_studies_and_bootstraps_give_plain_em_estimates():
+    # Overlapping components, where EM is slow and SQUAREM is meant to be used.
+    truth = M(jnp.asarray([0.3, 0.7], DTYPE), jnp.asarray([0.0, 1.5], DTYPE), jnp.asarray([1.0, 1.0], DTYPE))
+    n, reps = 400, 24
+    plain = jaxgmm.monte_carlo(3, truth, n, reps, fixed="scales", compute_se=False)
+    fast = jaxgmm.monte_carlo(3, truth, n, reps, fixed="scales", compute_se=False, accelerate="squarem")
+    assert fast.design["accelerate"] == "squarem" and plain.design["accelerate"] is None
+    assert plain.converged.all() and fast.converged.all()
+    assert fast.n_iter.sum() * 2 < plain.n_iter.sum()  # E-steps: the option reached fit
+    # Both stopped within the stopping rule's reach of the same optimum (as in
+    # test_acceleration.stopping_bound): tol * r / (1 - r) in units of the sd.
+    x = np.asarray(jaxgmm.simulate_replicates(3, truth, n, range(reps)), np.float64)
+    tol = jaxgmm.default_tol(DTYPE)
+    for i in range(0, reps, 8):
+        r = reference.contraction_rate(x[i], *np.asarray(plain.estimates)[:, i], fixed_s=[True, True])
+        bound = 8 * tol * r / (1 - r) * x[i].std() + rtol_for(n) * 64 * np.abs(x[i]).max()
+        np.testing.assert_allclose(fast.estimates.means[i], plain.estimates.means[i], rtol=0, atol=bound)
+        np.testing.assert_allclose(fast.estimates.weights[i], plain.estimates.weights[i], rtol=0, atol=bound)
+    est = jaxgmm.fit(jnp.asarray(x[0], DTYPE), truth, fixed="scales")
+    boots = [jaxgmm.bootstrap(1, jnp.asarray(x[0], DTYPE), est, 16, fixed="scales", accelerate=a)
+             for a in (None, "squarem")]
+    assert boots[1].n_iter.sum() < boots[0].n_iter.sum()
+    assert boots[0].converged.all() and boots[1].converged.all()
+
+
 def test_argument_errors():
+    with pytest.raises(ValueError, match="accelerate"):
+        jaxgmm.monte_carlo(0, TRUTH, 100, 10, accelerate="anderson")
+    with pytest.raises(ValueError, match="accelerate"):
+        jaxgmm.bootstrap(0, np.zeros(10), TRUTH, accelerate="anderson")
     with pytest.raises(ValueError, match="reps"):
         jaxgmm.monte_carlo(0, TRUTH, 100, 0)
     with pytest.raises(ValueError, match="init"):
