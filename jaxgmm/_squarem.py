@@ -70,14 +70,19 @@ class SquaremState(NamedTuple):
     done: Array  # shape=(), bool
 
 
-def e_pass(x_std, sample_weight, params, spec: ModelSpec, moments: DataMoments) -> SuffStats:
-    """E-pass with the log-likelihood (the safeguard needs it)."""
-    # The tanh pass only in float64: in float32 it loses small and tight
-    # components (see ``_loop.loop_stats``); the exact pass then.
-    if params.means.shape[-1] == 2 and jnp.finfo(x_std.dtype).bits >= 64:
+def e_pass(x_std, sample_weight, params, spec: ModelSpec, moments: DataMoments,
+           loglik: bool = True) -> SuffStats:
+    """E-pass of a cycle, with the log-likelihood (static ``loglik``) where the
+    safeguard needs it."""
+    # The one-tanh pass for two components, except in float32 with free scales:
+    # its second moments lose narrow and small components there (see
+    # ``_loop.fast_pass_accurate``), and the exact pass runs instead.  Its counts
+    # are resolved to eps of the total weight, so in float32 the fit ends with
+    # the precise phase, as the plain loop does (fit_one_squarem).
+    if params.means.shape[-1] == 2 and (jnp.finfo(x_std.dtype).bits >= 64 or not spec.scales_free):
         return two_component_stats(x_std, params, sample_weight, moments,
-                                   second_moments=spec.scales_free, loglik=True)
-    return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free)
+                                   second_moments=spec.scales_free, loglik=loglik)
+    return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free, loglik=loglik)
 
 
 def to_free(p: MixtureParams) -> MixtureParams:
@@ -196,11 +201,13 @@ def squarem_cycles(x_std, sample_weight, start: SquaremState, tol, max_iter, sca
         # point: spend it on a plain EM step from p2 instead.
         last = n2 + 1 >= max_iter
         p_ext = _select(last, p2, from_free(theta, p0, spec))
-        stats_ext = e(p_ext)
-        p_new = m(stats_ext, p_ext)  # the stabilising EM step
+        # The stabilising EM step; its point's log-likelihood is not compared
+        # (the next cycle's first pass evaluates the step's result).
+        stats_ext = e(p_ext, loglik=False)
+        p_new = m(stats_ext, p_ext)
         n3 = n2 + 1
         change3 = _largest_change(p_new, p2)
-        finite3 = _all_finite(p_new) & jnp.isfinite(stats_ext.loglik)
+        finite3 = _all_finite(p_new) & over_components(jnp.logical_and, jnp.isfinite(stats_ext.count))
 
         running = SquaremState(p_new, p1, stats1, alpha, step_max, n3, change2, jnp.asarray(True),
                                jnp.asarray(False))

@@ -475,6 +475,30 @@ def test_float32_small_component_of_large_dataset(n, accelerate):
     np.testing.assert_allclose(float(result.loglik), ll, rtol=16 * EPS32 * math.sqrt(n))
 
 
+def test_float32_squarem_with_known_scales_keeps_a_small_component_in_the_tail():
+    """Three points of a million, in the tail of the large component, scales known.
+
+    Thousands of points there have fractional responsibilities, so the one-tanh
+    pass's count of the small component, ``(W - sum t) / 2``, carries the
+    rounding of a float32 sum of a million terms (about 0.06 against a count
+    of 3).  SQUAREM takes that pass with known scales and, like plain EM,
+    finishes with the precise pass; without it SQUAREM's extrapolation lost the
+    component (weight 0.07 of plain EM's, mean 3.6 scales away).  The bounds
+    detect that loss; they are not the fit's precision, which the stopping
+    rule (weights to 1e-5 absolute) leaves coarse for a weight of 3e-6.  Plain
+    EM against the float64 reference: the small-component tests above.
+    """
+    n = 1_000_000
+    x = np.random.default_rng(8).normal(size=n)
+    x[:3] = [2.9, 3.0, 3.1]
+    x32 = x.astype(np.float32)
+    start = MixtureParams(*(np.float32(f) for f in ([1 - 3 / n, 3 / n], [0.0, 3.0], [1.0, 0.1])))
+    plain, fast = (jaxgmm.fit(x32, start, fixed="scales", accelerate=a) for a in (None, "squarem"))
+    assert int(plain.status) == int(fast.status) == Status.CONVERGED
+    assert abs(float(fast.params.weights[1]) / float(plain.params.weights[1]) - 1) < 0.1
+    assert np.all(np.abs(np.asarray(fast.params.means) - np.asarray(plain.params.means)) < 0.5 * start.scales)
+
+
 @pytest.mark.parametrize("accelerate", [None, "squarem"])
 def test_float32_tight_component_away_from_the_centre(accelerate):
     """A component 1000 times narrower than the data, 3 sd from their centre.
