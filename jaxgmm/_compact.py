@@ -38,7 +38,7 @@ import numpy as np
 from ._batching import batch_shape_of
 from ._em import ModelSpec, data_moments
 from ._loop import LoopState, Standardiser, block_rows, finish, fit_batched, polish_phase, restart_converged, run_em
-from ._squarem import as_loop_state, squarem_cycles, start_state
+from ._squarem import as_loop_state, fit_batched_squarem, squarem_cycles, start_state
 from ._xla import jit
 
 # Chunk lengths: the first chunk of each phase is FIRST_CHUNK iterations and each
@@ -162,7 +162,6 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
     size = math.prod(full)
     if any(sh not in (full, ()) for sh in shapes) or size <= 1:
         if squarem:
-            from ._squarem import fit_batched_squarem
             out = fit_batched_squarem(x, sample_weight, init, tol, max_iter, scale_floor, spec=spec)
         else:
             out = fit_batched(x, sample_weight, init, tol, max_iter, scale_floor, spec=spec)
@@ -228,21 +227,17 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
 
     # The phases of the plain loop (see jaxgmm._loop.run_em), each to completion
     # for every fit before the next starts.
+    polish = polish_phase(x, init, True)
     if squarem:
         if max_iter_h > 0:  # else no pass at all: the start is returned, as by plain EM
             rounds(active, "squarem")
         state = as_loop_state(state)
-        if polish_phase(x, init, True):
-            state = restart_converged(state, tol)
-            everyone = np.arange(size)
-            rounds(everyone[running(everyone)], "precise")
-    elif polish_phase(x, init, True):
-        rounds(active, "fast")
+    else:
+        rounds(active, "fast" if polish else "all")
+    if polish:
         state = restart_converged(state, tol)
         everyone = np.arange(size)
         rounds(everyone[running(everyone)], "precise")
-    else:
-        rounds(active, "all")
 
     # Final E-pass and status, in consecutive blocks.
     parts = []

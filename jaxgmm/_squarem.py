@@ -48,7 +48,7 @@ from jax import lax
 from ._em import DataMoments, ModelSpec, SuffStats, data_moments, m_step_from_stats, sufficient_stats, \
     two_component_stats
 from ._loop import (LoopState, Standardiser, _all_finite, _largest_change, finish, map_in_blocks, polish_phase,
-                    restart_converged, run_em)
+                    restart_converged, run_em, step_finite)
 from ._params import Array, FitResult, MixtureParams, over_components
 from ._xla import jit
 
@@ -207,7 +207,7 @@ def squarem_cycles(x_std, sample_weight, start: SquaremState, tol, max_iter, sca
         p_new = m(stats_ext, p_ext)
         n3 = n2 + 1
         change3 = _largest_change(p_new, p2)
-        finite3 = _all_finite(p_new) & over_components(jnp.logical_and, jnp.isfinite(stats_ext.count))
+        finite3 = step_finite(p_new, stats_ext)
 
         running = SquaremState(p_new, p1, stats1, alpha, step_max, n3, change2, jnp.asarray(True),
                                jnp.asarray(False))
