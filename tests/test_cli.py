@@ -80,6 +80,24 @@ def test_fit_csv_in_process(textbook_file, capsys):
     assert any("(" in ln for ln in lines)
 
 
+def test_compile_cache_hint_only_where_no_cache_is_set():
+    assert cli._compile_cache_hint(None, 2.5).startswith("compile time: 2.5 s in every run")
+    assert "JAX_COMPILATION_CACHE_DIR" in cli._compile_cache_hint(None, 2.5)
+    assert cli._compile_cache_hint("/some/folder", 2.5) is None
+    assert cli._compile_cache_hint(None, 0.2) is None
+
+
+def test_study_uses_jax_compilation_cache_when_set(tmp_path):
+    cache = tmp_path / "xla-cache"
+    env_vars = {"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **env_vars)
+    out = subprocess.run([sys.executable, "-m", "jaxgmm", "study", "--reps", "50", "--n", "200", "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "compile time:" not in out.stdout  # no hint: the user has chosen
+    assert any(p.name.startswith("jit__study_chunk") for p in cache.iterdir())
+
+
 def test_study_with_squarem_in_process(capsys):
     code = cli.main(["study", "--reps", "40", "--n", "300", "--means", "0,1.5", "--weights", "0.3,0.7",
                      "--scales", "1,1", "--accelerate", "squarem", "--no-progress"])
