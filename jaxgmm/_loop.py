@@ -301,9 +301,9 @@ def restart_converged(state: LoopState, tol) -> LoopState:
 def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standardiser, spec):
     """Status, log-likelihood of the final parameters and the map back to user scale."""
     if isinstance(x_std, ChunkedData):
-        final = x_std.reduce(lambda xs, ws, _: sufficient_stats(xs, state.params, ws, second_moments=False))
+        final = x_std.reduce(lambda xs, ws, _: sufficient_stats(xs, state.params, ws, second_moments=False, first_moments=False))
     else:
-        final = sufficient_stats(x_std, state.params, sample_weight, second_moments=False)
+        final = sufficient_stats(x_std, state.params, sample_weight, second_moments=False, first_moments=False)
     params = state.params
     finite = state.finite & _all_finite(params) & jnp.isfinite(final.loglik)
     if sample_weight is not None:

@@ -83,6 +83,24 @@ def test_e_step_matches_reference(params, weighted):
     np.testing.assert_allclose(np.asarray(resp).sum(1), 1.0, atol=4 * EPS * (a.shape[1] + exponent_err))
 
 
+@pytest.mark.parametrize("params,weighted", [(TRUTH, False), (TRUTH, True), (THREE, True)])
+def test_counts_and_loglik_pass_matches_reference(params, weighted):
+    # The pass that reports a fit's log-likelihood and flags empty components
+    # sums only counts and the log-likelihood (first_moments=False).
+    from jaxgmm._em import sufficient_stats
+
+    x = draw(3, params, 500)
+    w = np.random.default_rng(4).uniform(0, 3, x.shape) if weighted else None
+    start = START if len(params.weights) == 2 else THREE_START
+    stats = sufficient_stats(jnp.asarray(x, DTYPE), to_params(start), None if w is None else jnp.asarray(w, DTYPE),
+                             second_moments=False, first_moments=False)
+    want_resp, want_ll = ref.e_step(x, *start, sample_weight=w)
+    ww = np.ones_like(x) if w is None else w
+    np.testing.assert_allclose(np.asarray(stats.count), ww @ want_resp, rtol=rtol_for(x.size) * 8)
+    np.testing.assert_allclose(float(stats.loglik), want_ll, rtol=rtol_for(x.size) * 8)
+    assert not np.any(np.asarray(stats.first)) and not np.any(np.asarray(stats.second))
+
+
 @pytest.mark.parametrize("name,truth,start,fit_kw,ref_kw", MODELS, ids=[m[0] for m in MODELS])
 def test_m_step_matches_reference(name, truth, start, fit_kw, ref_kw):
     x = draw(3, truth, 800)
