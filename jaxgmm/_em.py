@@ -173,6 +173,7 @@ def sufficient_stats(
     dev = [x - params.means[j] for j in range(k)]
     second_moments = second_moments and first_moments
     terms = [(r, None) for r in rho] + ([(r, d) for r, d in zip(rho, dev)] if first_moments else [])
+    at_loglik = len(terms)
     if loglik:
         terms.append((point_ll, None))
     if second_moments:
@@ -181,7 +182,7 @@ def sufficient_stats(
     count = jnp.stack(sums[:k])
     first = jnp.stack(sums[k:2 * k]) if first_moments else jnp.zeros_like(count)
     second = jnp.stack(sums[len(sums) - k:]) if second_moments else jnp.zeros_like(first)
-    return SuffStats(count, first, second, sums[len(terms) - (k if second_moments else 0) - 1] if loglik else None)
+    return SuffStats(count, first, second, sums[at_loglik] if loglik else None)
 
 
 class DataMoments(NamedTuple):

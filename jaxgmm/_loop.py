@@ -300,10 +300,12 @@ def restart_converged(state: LoopState, tol) -> LoopState:
 
 def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standardiser, spec):
     """Status, log-likelihood of the final parameters and the map back to user scale."""
+    # Only the counts (for the empty-component flag) and the log-likelihood.
+    final_pass = functools.partial(sufficient_stats, params=state.params, second_moments=False, first_moments=False)
     if isinstance(x_std, ChunkedData):
-        final = x_std.reduce(lambda xs, ws, _: sufficient_stats(xs, state.params, ws, second_moments=False, first_moments=False))
+        final = x_std.reduce(lambda xs, ws, _: final_pass(xs, sample_weight=ws))
     else:
-        final = sufficient_stats(x_std, state.params, sample_weight, second_moments=False, first_moments=False)
+        final = final_pass(x_std, sample_weight=sample_weight)
     params = state.params
     finite = state.finite & _all_finite(params) & jnp.isfinite(final.loglik)
     if sample_weight is not None:
