@@ -171,7 +171,7 @@ def _study(args) -> int:
 def _compile_cache_dir() -> Optional[str]:
     """JAX's persistent compilation cache folder, or None where none is set."""
     import jax
-    return jax.config.jax_compilation_cache_dir or None
+    return getattr(jax.config, "jax_compilation_cache_dir", None) or None
 
 
 # Below this many seconds of compilation a hint is not worth a line.
