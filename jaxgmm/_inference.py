@@ -98,16 +98,25 @@ def _unpack(theta: Array, base: MixtureParams, spec: ModelSpec) -> MixtureParams
     return MixtureParams(weights, means, scales)
 
 
-def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) -> Array:
-    """``(3K, 3K)`` covariance of (weights, means, scales) for one dataset."""
+def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) -> tuple[Array, Array]:
+    """Covariance of (weights, means, scales) for one dataset, in two parts.
+
+    Returns ``(cov, unit)``: the ``(3K, 3K)`` covariance for the data
+    standardised by their own spread, and the ``(3K,)`` factors (1 for weights,
+    the spread for means and scales) that take it to the data's units as
+    ``cov * unit unit^T``.  Kept apart because that product need not be
+    representable: data at 1e-20 in float32 have mean variances near 1e-43,
+    below the smallest normal float (flushed to 0), though their standard
+    errors (``sqrt(diag(cov)) * unit``) are fine.
+    """
     k = spec.n_components
     p = n_coordinates(spec)
+    unit_for = lambda spread: jnp.concatenate([jnp.ones((k,), x.dtype), jnp.full((2 * k,), spread, x.dtype)])
     if p == 0:
-        return jnp.zeros((3 * k, 3 * k), x.dtype)
+        return jnp.zeros((3 * k, 3 * k), x.dtype), unit_for(jnp.ones((), x.dtype))
     # The Hessian is taken on standardised data (the fit's own map, see _loop.py)
     # so that it is well conditioned whatever the data's location and scale.
     std = Standardiser.from_data(x, sample_weight)
-    spread = std.spread
     x_std = std.data(x)
     base = std.params_in(params)
 
@@ -121,9 +130,6 @@ def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) ->
     neg_hess = -jax.hessian(loglik)(theta)
     neg_hess = 0.5 * (neg_hess + neg_hess.T)
     jac = jax.jacfwd(flat)(theta)  # (3K, p); constant: the map is linear
-    # Back to the user's units: means and scales scale with the data.
-    unit = jnp.concatenate([jnp.ones((k,), x.dtype), jnp.full((2 * k,), spread, x.dtype)])
-    jac = jac * unit[:, None]
     # cov = J (-H)^{-1} J^T = A^T A with A = L^{-1} J^T, -H = L L^T.  The Cholesky
     # factor is NaN when -H is not positive definite, and so is the result.
     chol = jnp.linalg.cholesky(neg_hess)
@@ -131,7 +137,8 @@ def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) ->
     # Known entries (fixed, or a weight pinned by the constraint) have exactly
     # zero (co)variance, also where the rest is NaN.
     known = jnp.asarray(_known_entries(spec))
-    return jnp.where(known[:, None] | known[None, :], 0.0, a.T @ a)
+    # Means and scales scale with the data; weights do not.
+    return jnp.where(known[:, None] | known[None, :], 0.0, a.T @ a), unit_for(std.spread)
 
 
 def _known_entries(spec: ModelSpec) -> tuple:
@@ -165,11 +172,15 @@ def covariance(x, result_or_params, *, fixed=(), equal_scales: bool = False, sam
     Same arguments as :func:`standard_errors`. Returns an array of shape
     ``batch + (3K, 3K)`` ordered as ``concatenate([weights, means, scales])``;
     rows and columns of fixed entries are 0, and the weights' block has rows
-    summing to 0 (the weights sum to one).
+    summing to 0 (the weights sum to one).  Entries are in the data's units, so
+    for data on an extreme scale for their float type (beyond about 1e18 or
+    below 1e-18 in float32) the means' and scales' entries can overflow or
+    underflow; :func:`standard_errors` stays accurate there.
     """
     x, params, sample_weight = _prepare(x, result_or_params, sample_weight)
     spec = make_spec(fixed, params.means.shape[-1], equal_scales)
-    return _covariance_batched(x, sample_weight, params, spec)
+    cov, unit = _covariance_batched(x, sample_weight, params, spec)
+    return cov * unit[..., :, None] * unit[..., None, :]
 
 
 def standard_errors(
@@ -196,11 +207,11 @@ def standard_errors(
     the module docstring for the parametrisation of the weights); the estimate
     should be a converged maximum. Jittable and vmappable.
     """
-    cov = covariance(x, result_or_params, fixed=fixed, equal_scales=equal_scales,
-                     sample_weight=sample_weight)
+    x, params, sample_weight = _prepare(x, result_or_params, sample_weight)
+    spec = make_spec(fixed, params.means.shape[-1], equal_scales)
+    cov, unit = _covariance_batched(x, sample_weight, params, spec)
     var = jnp.diagonal(cov, axis1=-2, axis2=-1)
-    se = jnp.sqrt(jnp.maximum(var, 0.0))
-    se = jnp.where(jnp.isnan(var), jnp.nan, se)
+    se = jnp.where(jnp.isnan(var), jnp.nan, jnp.sqrt(jnp.maximum(var, 0.0))) * unit
     k = cov.shape[-1] // 3
     return MixtureParams(se[..., :k], se[..., k:2 * k], se[..., 2 * k:])
 

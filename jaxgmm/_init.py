@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import _validate
+from ._loop import Standardiser
 from ._params import Array, MixtureParams
 from ._xla import jit
 
@@ -73,11 +74,15 @@ def _kmeanspp_start(key, x, w, k: int) -> MixtureParams:
 
 
 def _start_one(key, x, w, k: int, method: str) -> MixtureParams:
-    if w is None:
-        w = jnp.ones_like(x)
-    if method == "quantile":
-        return _quantile_start(key, x, w, k)
-    return _kmeanspp_start(key, x, w, k)
+    # On the data standardised by their own centre and spread (the fit's map),
+    # then mapped back: squared deviations of data at 1e-20 underflow in float32
+    # (every scale fell back to an absolute 0.5), and sums of squares of data at
+    # 1e18 overflow (infinite scales).
+    std = Standardiser.from_data(x, w)
+    z = std.data(x)
+    w = jnp.ones_like(z) if w is None else w
+    start = _quantile_start(key, z, w, k) if method == "quantile" else _kmeanspp_start(key, z, w, k)
+    return std.params_out(start)
 
 
 def init_params(

@@ -219,3 +219,29 @@ def test_one_component_standard_errors_are_the_textbook_formulas():
     assert float(se.weights[0]) == 0.0
     assert float(se.means[0]) == pytest.approx(sd / np.sqrt(n), rel=rtol_for(n))
     assert float(se.scales[0]) == pytest.approx(sd / np.sqrt(2 * n), rel=rtol_for(n))
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e18])
+def test_starts_and_standard_errors_follow_the_data_scale(scale):
+    # On a scale far from 1 for float32, squared deviations underflow (1e-20:
+    # starts fell back to an absolute scale of 0.5, standard errors to 0) or sums
+    # of squares overflow (1e18: infinite starting scales).  Both are computed
+    # on the data standardised by their own spread, so they must be those of the
+    # unscaled data, scaled, up to the rounding of the data themselves.
+    x1 = jnp.asarray(_textbook_data(), DTYPE)
+    x = jnp.asarray(_textbook_data() * scale, DTYPE)
+    units = M(1.0, scale, scale)
+    key = jax.random.key(0)
+    for method in ("quantile", "kmeans++"):
+        starts = jaxgmm.init_params(key, x, 2, method=method, n_starts=4)
+        starts1 = jaxgmm.init_params(key, x1, 2, method=method, n_starts=4)
+        for got, want, unit in zip(starts, starts1, units):
+            assert np.all(np.isfinite(np.asarray(got)))
+            np.testing.assert_allclose(np.asarray(got) / unit, np.asarray(want), rtol=rtol_for(x.size))
+    fit1 = jaxgmm.fit(x1, M(*(jnp.asarray(v, DTYPE) for v in ([0.5, 0.5], [-1.0, 4.0], [1.0, 1.0]))))
+    params = M(*(f * u for f, u in zip(fit1.params, units)))
+    se = jaxgmm.standard_errors(x, params)
+    se1 = jaxgmm.standard_errors(x1, fit1)
+    for got, want, unit in zip(se, se1, units):
+        assert np.all(np.asarray(want) > 0)
+        np.testing.assert_allclose(np.asarray(got) / unit, np.asarray(want), rtol=rtol_for(x.size))
