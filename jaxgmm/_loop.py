@@ -26,7 +26,7 @@ from jax import lax
 
 from ._batching import batch_shape_of, broadcast_vmap
 from ._chunks import ChunkedData, chunked, over_data
-from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats,
+from ._em import (DataMoments, ModelSpec, data_moments, m_step_from_stats, sufficient_stats, times_pow2,
                   two_component_stats, two_component_stats_precise)
 from ._params import Array, FitResult, MixtureParams, Status, over_components
 from ._xla import jit
@@ -56,18 +56,6 @@ class LoopState(NamedTuple):
     finite: Array  # shape=(), bool: the last E/M step produced finite values
 
 
-def _times_pow2(x: Array, e: Array) -> Array:
-    """``x * 2**e`` for a scalar exponent ``e``, exact where the result is normal.
-
-    Two multiplications by powers of two (each factor representable for any
-    exponent ``frexp`` returns) instead of ``jnp.ldexp`` on every element, which
-    on CPU costs as much as a dozen passes over the data.
-    """
-    half = e // 2
-    one = jnp.ones((), x.dtype)
-    return x * jnp.ldexp(one, half) * jnp.ldexp(one, e - half)
-
-
 def _extent(x: Array, w: Optional[Array]):
     """``(max, min, total weight, number present)`` of the observations present."""
     if w is None:
@@ -80,7 +68,7 @@ def _extent(x: Array, w: Optional[Array]):
 
 def _scaled_moments(x: Array, w: Optional[Array], shift, e, second: bool):
     """``sum w d`` and (if ``second``, static) ``sum w d^2`` of ``d = (x - shift) 2^e``."""
-    d = _times_pow2(x - shift, e)
+    d = times_pow2(x - shift, e)
     wd = d if w is None else w * d
     return jnp.sum(wd), (jnp.sum(wd * d) if second else None)
 

@@ -111,6 +111,21 @@ def test_m_step_matches_reference(name, truth, start, fit_kw, ref_kw):
     assert_params_close(got, want, atol=rtol_for(x.size) * 4 * scale)
 
 
+@pytest.mark.parametrize("scale", [1e-20, 1e18])
+def test_m_step_follows_the_data_scale(scale):
+    # Squared deviations of float32 data at 1e-20 underflow (the scales came out
+    # 0) and their sums at 1e18 overflow (NaN): the M-step must be the unscaled
+    # data's, scaled, up to the rounding of the data themselves.
+    x = draw(3, TRUTH, 800)
+    resp, _ = ref.e_step(x, *START)
+    resp = jnp.asarray(resp, DTYPE)
+    want = jaxgmm.m_step(jnp.asarray(x, DTYPE), resp, to_params(START))
+    scaled = MixtureParams(START.weights, START.means * scale, START.scales * scale)
+    got = jaxgmm.m_step(jnp.asarray(x * scale, DTYPE), resp, to_params(scaled))
+    for g, w, unit in zip(got, want, (1.0, scale, scale)):
+        np.testing.assert_allclose(np.asarray(g, np.float64) / unit, np.asarray(w), rtol=rtol_for(x.size))
+
+
 def test_m_step_fixed_weight_is_constrained_mle():
     """Free weights share the remaining mass: the result maximises the expected
     complete-data log-likelihood over the feasible weights (checked by perturbing
