@@ -26,11 +26,21 @@ from ._xla import jit
 METHODS = ("kmeans++", "quantile")
 
 
+# The starts are computed on standardised data (see _start_one), whose spread
+# is 1 by construction unless the data are constant, where what is left is
+# rounding noise of about eps.  Spreads at or below these thresholds (the data's
+# in sd, a cluster's in variance) count as zero, so that constant data get a
+# starting scale of half their magnitude, not a rounding residue that maps back
+# to 0 for data like 7e-30.
+def _is_spread(sd):
+    return sd > jnp.sqrt(jnp.finfo(sd.dtype).eps)
+
+
 def _weighted_moments(x, w):
     total = jnp.sum(w)
     mean = jnp.sum(w * x) / total
     sd = jnp.sqrt(jnp.sum(w * jnp.square(x - mean)) / total)
-    return total, mean, jnp.where(sd > 0, sd, 1.0)
+    return total, mean, jnp.where(_is_spread(sd), sd, 1.0)
 
 
 def _quantile_start(key, x, w, k: int) -> MixtureParams:
@@ -67,7 +77,7 @@ def _kmeanspp_start(key, x, w, k: int) -> MixtureParams:
     safe = jnp.where(count > 0, count, 1.0)
     means = jnp.where(count > 0, jnp.sum(member * x, axis=1) / safe, centres)
     var = jnp.sum(member * jnp.square(x[None, :] - means[:, None]), axis=1) / safe
-    scales = jnp.where((count > 0) & (var > 0), jnp.sqrt(var), sd / k)
+    scales = jnp.where((count > 0) & _is_spread(jnp.sqrt(var)), jnp.sqrt(var), sd / k)
     # Keep every component alive: an empty cluster still gets a little weight.
     weights = jnp.maximum(count / total, 1e-3 / k)
     return MixtureParams(weights / jnp.sum(weights), means, scales.astype(x.dtype))

@@ -245,3 +245,16 @@ def test_starts_and_standard_errors_follow_the_data_scale(scale):
     for got, want, unit in zip(se, se1, units):
         assert np.all(np.asarray(want) > 0)
         np.testing.assert_allclose(np.asarray(got) / unit, np.asarray(want), rtol=rtol_for(x.size))
+
+
+@pytest.mark.parametrize("value", [0.0, 7e-30, 3.0, 1e30])
+def test_starts_of_constant_data_have_positive_scales(value):
+    # Standardised constant data are rounding noise about 0: that noise must not
+    # become a starting scale (for 7e-30 it mapped back to 0, which fit rejects).
+    x = jnp.full((200,), value, DTYPE)
+    for method in ("quantile", "kmeans++"):
+        starts = jaxgmm.init_params(jax.random.key(0), x, 2, method=method, n_starts=2)
+        scales = np.asarray(starts.scales)
+        assert np.all(np.isfinite(scales) & (scales > 0)), (method, scales)
+        first = jax.tree_util.tree_map(lambda f: f[0], starts)
+        assert int(jaxgmm.fit(x, first).status) == jaxgmm.Status.DEGENERATE
