@@ -150,6 +150,15 @@ def as_sample_weight(sample_weight, x):
         if bad.any():
             at = _at_batch(bad)
             raise ValueError(f"sample_weight is all zero{at}: no observation to fit")
+        # XLA on CPUs and GPUs flushes subnormal numbers to zero: weights that
+        # are all below the smallest normal float would act as all zero (NaN fits).
+        tiny = np.finfo(wn.dtype).tiny
+        bad = ~np.any(wn >= tiny, axis=-1)
+        if bad.any():
+            at = _at_batch(bad)
+            raise ValueError(f"sample_weight is below {tiny:.3g}, the smallest normal {wn.dtype}, everywhere{at}; "
+                             "such values count as zero on CPUs and GPUs. Rescale the weights (the estimates "
+                             "depend only on their ratios)")
     return w
 
 

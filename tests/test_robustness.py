@@ -130,6 +130,9 @@ BAD_INPUTS = [
      ValueError, r"sample_weight must be finite and non-negative"),
     ("sample-weight-all-zero", lambda: jaxgmm.fit(_XB, START, sample_weight=_sw((4, 50), values=[(0.0, 1)])),
      ValueError, r"sample_weight is all zero at batch indices \[1\]"),
+    ("sample-weight-all-subnormal", lambda: jaxgmm.fit(
+        _XB, START, sample_weight=_sw((4, 50), values=[(np.finfo(DTYPE).tiny / 4, 2)])),
+     ValueError, r"sample_weight is below .*, the smallest normal float(32|64), everywhere at batch indices \[2\]"),
     ("fixed-unknown-name", lambda: jaxgmm.fit(_X, START, fixed=("means", "sigma")),
      ValueError, r"unknown name\(s\) in fixed: \['sigma'\]; expected some of \['weights', 'means', 'scales'\]"),
     ("fixed-wrong-type", lambda: jaxgmm.fit(_X, START, fixed=3), TypeError, r"fixed must be a field name"),
