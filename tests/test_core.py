@@ -298,6 +298,23 @@ def test_integer_sample_weights_equal_repeated_data():
     np.testing.assert_allclose(float(weighted.loglik), float(repeated.loglik), rtol=rtol_for(x.size) * 16)
 
 
+@pytest.mark.parametrize("factor", [2.0 ** 100, 2.0 ** -100])
+def test_sample_weights_scaled_by_a_power_of_two_give_the_same_fit(factor):
+    # Frequency weights: only their ratios move the estimates, and the
+    # log-likelihood is linear in them.  Scaling by a power of two (2^+-100 is
+    # still normal in float32: about 1e+-30) scales every weighted sum exactly,
+    # so the fits agree to the last bits (4 eps leaves room for a compiler's
+    # fused multiply-adds).
+    x = jnp.asarray(draw(12, n=300), DTYPE)
+    w = np.random.default_rng(13).uniform(0.1, 1.0, 300)
+    plain = jaxgmm.fit(x, to_params(START), sample_weight=jnp.asarray(w, DTYPE), tol=0, max_iter=20)
+    scaled = jaxgmm.fit(x, to_params(START), sample_weight=jnp.asarray(w * factor, DTYPE), tol=0, max_iter=20)
+    assert int(scaled.status) == int(plain.status)
+    for got, want in zip(scaled.params, plain.params):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=4 * EPS)
+    np.testing.assert_allclose(float(scaled.loglik) / factor, float(plain.loglik), rtol=4 * EPS)
+
+
 def test_padded_batch_of_different_sizes():
     a, b = draw(12, n=700), draw(13, n=1000)
     padded = np.stack([np.concatenate([a, np.zeros(300)]), b])
