@@ -226,8 +226,8 @@ def test_starts_and_standard_errors_follow_the_data_scale(scale):
     # On a scale far from 1 for float32, squared deviations underflow (1e-20:
     # starts fell back to an absolute scale of 0.5, standard errors to 0) or sums
     # of squares overflow (1e18: infinite starting scales).  Both are computed
-    # on the data standardised by their own spread, so they must be those of the
-    # unscaled data, scaled, up to the rounding of the data themselves.
+    # on the data mapped to order one, so they must be those of the unscaled
+    # data, scaled, up to the rounding of the data themselves.
     x1 = jnp.asarray(_textbook_data(), DTYPE)
     x = jnp.asarray(_textbook_data() * scale, DTYPE)
     units = M(1.0, scale, scale)
@@ -249,8 +249,9 @@ def test_starts_and_standard_errors_follow_the_data_scale(scale):
 
 @pytest.mark.parametrize("value", [0.0, 7e-30, 3.0, 1e30])
 def test_starts_of_constant_data_have_positive_scales(value):
-    # Standardised constant data are rounding noise about 0: that noise must not
-    # become a starting scale (for 7e-30 it mapped back to 0, which fit rejects).
+    # Mapped to order one, constant data are 0 or rounding noise about it: that
+    # noise must not become a starting scale (for 7e-30 it mapped back to 0,
+    # which fit rejects).
     x = jnp.full((200,), value, DTYPE)
     for method in ("quantile", "kmeans++"):
         starts = jaxgmm.init_params(jax.random.key(0), x, 2, method=method, n_starts=2)
