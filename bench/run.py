@@ -163,10 +163,10 @@ def build_roof(tmp):
     return out
 
 
-def run_roof(exe, batch, iters=100, n=1000):
-    """C roofline: (G point-iters/s by wall clock over its timed loop, its output)."""
+def run_roof(exe, batch):
+    """C roofline: G point-iters/s by wall clock over its timed loop."""
     text = subprocess.run([exe, str(batch)], check=True, capture_output=True, text=True).stdout
-    return float(text.split("->")[1].split()[0]), text.strip()
+    return float(text.split("->")[1].split()[0])
 
 
 # ----------------------------------------------------------------------------- parts (children)
@@ -182,7 +182,7 @@ def part_throughput(a):
     jax_rates, c_rates, busy = [], [], []
     for _ in range(a.reps):
         if a.roof:
-            c_rates.append(run_roof(a.roof, batch)[0])
+            c_rates.append(run_roof(a.roof, batch))
         p0 = time.process_time()
         t, res = _timed(run)
         busy.append((time.process_time() - p0) / t)

@@ -109,12 +109,12 @@ def multi_device(B: int = 10_000, n: int = 1000, iters: int = 100, counts=(1, 2)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         roof = build_roof(tmp)
-        c_runs = [run_roof(roof["f32"], B)[0]] if roof else []
+        c_runs = [run_roof(roof["f32"], B)] if roof else []
         for count in counts:
             env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
             rows.append(_run(DEVICES, str(B), str(n), str(iters), "1" if count > 1 else "0", env=env))
         if roof:
-            c_runs.append(run_roof(roof["f32"], B)[0])
+            c_runs.append(run_roof(roof["f32"], B))
     for row in rows:
         row["c_gpit"] = max(c_runs) if c_runs else None
     return rows

@@ -166,6 +166,13 @@ def _prepare(x, result_or_params, sample_weight):
     return x, params, sample_weight
 
 
+def _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight):
+    """``(cov, unit)`` of :func:`_covariance_one` for a batch, from the public arguments."""
+    x, params, sample_weight = _prepare(x, result_or_params, sample_weight)
+    spec = make_spec(fixed, params.means.shape[-1], equal_scales)
+    return _covariance_batched(x, sample_weight, params, spec)
+
+
 def covariance(x, result_or_params, *, fixed=(), equal_scales: bool = False, sample_weight=None) -> Array:
     """Observed-information covariance of all ``3K`` parameters.
 
@@ -177,9 +184,7 @@ def covariance(x, result_or_params, *, fixed=(), equal_scales: bool = False, sam
     below 1e-18 in float32) the means' and scales' entries can overflow or
     underflow; :func:`standard_errors` stays accurate there.
     """
-    x, params, sample_weight = _prepare(x, result_or_params, sample_weight)
-    spec = make_spec(fixed, params.means.shape[-1], equal_scales)
-    cov, unit = _covariance_batched(x, sample_weight, params, spec)
+    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight)
     return cov * unit[..., :, None] * unit[..., None, :]
 
 
@@ -207,9 +212,7 @@ def standard_errors(
     the module docstring for the parametrisation of the weights); the estimate
     should be a converged maximum. Jittable and vmappable.
     """
-    x, params, sample_weight = _prepare(x, result_or_params, sample_weight)
-    spec = make_spec(fixed, params.means.shape[-1], equal_scales)
-    cov, unit = _covariance_batched(x, sample_weight, params, spec)
+    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight)
     var = jnp.diagonal(cov, axis1=-2, axis2=-1)
     se = jnp.where(jnp.isnan(var), jnp.nan, jnp.sqrt(jnp.maximum(var, 0.0))) * unit
     k = cov.shape[-1] // 3

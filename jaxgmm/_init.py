@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import _validate
+from ._loop import _extent
 from ._params import Array, MixtureParams
 from ._xla import jit
 
@@ -34,9 +35,7 @@ def _unit_map(x, w):
     starts need no more than data of order one (a small program: the fit's
     :class:`~jaxgmm._loop.Standardiser` made ``init_params`` compile 1.6x longer).
     """
-    present = jnp.ones(x.shape, bool) if w is None else w > 0
-    hi = jnp.max(jnp.where(present, x, -jnp.inf))
-    lo = jnp.min(jnp.where(present, x, jnp.inf))
+    hi, lo, _, _ = _extent(x, w)
     centre = 0.5 * hi + 0.5 * lo
     half_range = 0.5 * hi - 0.5 * lo
     magnitude = jnp.where(centre != 0, jnp.abs(centre), 1.0)
