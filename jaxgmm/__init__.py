@@ -10,6 +10,16 @@ variance 2 so the second scale is sqrt(2); scales known, estimate means and weig
     result = jaxgmm.fit(x, start, fixed="scales")
 """
 
+from ._distributions import cdf as cdf
+from ._distributions import isf as isf
+from ._distributions import logcdf as logcdf
+from ._distributions import logsf as logsf
+from ._distributions import pdf as pdf
+from ._distributions import ppf as ppf
+from ._distributions import predict as predict
+from ._distributions import predict_proba as predict_proba
+from ._distributions import score_samples as score_samples
+from ._distributions import sf as sf
 from ._em import e_step as e_step
 from ._em import log_likelihood as log_likelihood
 from ._em import m_step as m_step
@@ -57,6 +67,7 @@ __all__ = [
     "best_of",
     "bic",
     "bootstrap",
+    "cdf",
     "confidence_intervals",
     "covariance",
     "data_sharding",
@@ -65,13 +76,22 @@ __all__ = [
     "fit",
     "fit_sharded",
     "init_params",
+    "isf",
     "log_likelihood",
+    "logcdf",
+    "logsf",
     "m_step",
     "monte_carlo",
     "monte_carlo_grid",
     "n_parameters",
+    "pdf",
+    "ppf",
+    "predict",
+    "predict_proba",
     "sample",
+    "score_samples",
     "select_components",
+    "sf",
     "simulate_replicates",
     "standard_errors",
 ]
