@@ -112,32 +112,43 @@ def init_params(
     method: str = "kmeans++",
     n_starts: Optional[int] = None,
     sample_weight=None,
+    nan_policy: str = "raise",
 ) -> MixtureParams:
     """Starting values from the data, for one dataset or a batch, one or many starts.
 
     Args:
-      key: a ``jax.random`` key; different keys give different starts.
-      x: data of shape ``(..., n)``.
-      n_components: ``K``.
+      key: a ``jax.random`` key (one key; every start is drawn from it);
+        different keys give different starts.
+      x: data of shape ``(..., n)``; integers of any size are converted on the
+        host, as in :func:`jaxgmm.fit`.
+      n_components: ``K``, an integer >= 1.
       method: ``"kmeans++"`` or ``"quantile"`` (see the module docstring).
-      n_starts: if given, that many independent starts are drawn and stacked on a
-        new leading axis.
+      n_starts: if given, an integer >= 1: that many independent starts are
+        drawn and stacked on a new leading axis.
       sample_weight: optional observation weights broadcastable to ``x``.
+      nan_policy: ``"raise"`` (default) rejects NaN/inf in ``x``; ``"omit"``
+        treats them as absent (weight 0), as in :func:`jaxgmm.fit`.
 
     Returns:
       :class:`MixtureParams` with fields of shape ``(n_starts,) + batch + (K,)``
       (no leading axis when ``n_starts`` is None). Pass it straight to
-      :func:`jaxgmm.fit` with the same ``x``, then :func:`jaxgmm.best_of`.
+      :func:`jaxgmm.fit` with the same ``x`` (and ``nan_policy``), then
+      :func:`jaxgmm.best_of`.
+
+    Raises:
+      ValueError, TypeError: for bad arguments, naming the argument (as
+        :func:`jaxgmm.fit`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    k = int(n_components)
-    if k < 1:
-        raise ValueError(f"n_components must be >= 1, got {n_components!r}")
+    k = _validate.as_count(n_components, "n_components")
+    if n_starts is not None:
+        n_starts = _validate.as_count(n_starts, "n_starts")
+    _validate.check_key(key)
     x = _validate.as_data(x)
     w = _validate.as_sample_weight(sample_weight, x)
     # NaN data would give NaN starts, and fit would then blame init; say so here.
-    _validate.check_data_values(x, w)
+    x, w = _validate.apply_nan_policy(x, w, nan_policy)
     if w is not None:
         w = jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape))
         x = jnp.broadcast_to(x, w.shape)
@@ -149,7 +160,7 @@ def _init_jit(key, x, w, k, method, n_starts):
     flat_x = x.reshape((-1, x.shape[-1]))
     flat_w = None if w is None else w.reshape(flat_x.shape)
     n_fits = flat_x.shape[0]
-    reps = 1 if n_starts is None else int(n_starts)
+    reps = 1 if n_starts is None else n_starts
     keys = jax.random.split(key, reps * n_fits)
     keys = keys.reshape((reps, n_fits) + keys.shape[1:])
     out = _many_starts(keys, flat_x, flat_w, k, method)

@@ -25,8 +25,16 @@ def make_spec(fixed, n_components: int, equal_scales: bool = False) -> ModelSpec
     Raises:
       ValueError: unknown field names, masks of the wrong length, or
         ``equal_scales`` combined with only some scales fixed.
-      TypeError: ``fixed`` of an unsupported type.
+      TypeError: ``fixed`` of an unsupported type, or ``equal_scales`` not a
+        bool (``"no"`` would otherwise mean True).
+
+    ``equal_scales=True`` with every scale fixed is allowed here (the values
+    are not known yet); the fixed scales must then be equal, which
+    :func:`jaxgmm._validate.check_equal_fixed_scales` checks against the values.
     """
+    from ._validate import check_bool  # local: keeps this module's imports as they are
+
+    equal_scales = check_bool(equal_scales, "equal_scales")
     k = int(n_components)
     if isinstance(fixed, MixtureParams):
         masks = {}

@@ -9,12 +9,14 @@ found, and for batches the offending dataset indices.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 import jax
 import jax.numpy as jnp
 
-from ._params import MixtureParams
+from ._params import FitResult, MixtureParams
 
 
 def is_concrete(*arrays) -> bool:
@@ -32,6 +34,132 @@ def _at_batch(bad: np.ndarray, where: str = "at") -> str:
     return "" if bad.ndim == 0 else f" {where} batch indices {_first_indices(bad)}"
 
 
+# --------------------------------------------------------------------------- #
+# Host conversion: JAX never sees an integer it would wrap
+# --------------------------------------------------------------------------- #
+# Without x64, JAX keeps integers as int32: int64 data near 3e9 wrapped mod 2**32
+# to -1.29e9, int64 weights of 2**32 + 1 acted as 1, and Python ints beyond int32
+# raised an OverflowError that named nothing.  So every input that is not already
+# a JAX array is turned into a NumPy float array here, on the host, first.
+
+
+def default_float():
+    """JAX's default float dtype: float32, or float64 when x64 is enabled."""
+    return jnp.dtype(jnp.result_type(float))
+
+
+def data_float_dtype(dt):
+    """The float dtype a computation on values of dtype ``dt`` uses.
+
+    float32 and float64 keep their width (float64 becomes float32 unless x64 is
+    on, as JAX does); float16/bfloat16 are too coarse for EM's sums and become
+    float32; integers, booleans and extended precision (``np.longdouble``)
+    become JAX's default float.
+    """
+    if jnp.issubdtype(dt, jnp.floating):
+        size = jnp.dtype(dt).itemsize
+        if size < 4:
+            return jnp.dtype(jnp.float32)
+        if size <= 8:
+            return jnp.dtype(jax.dtypes.canonicalize_dtype(dt))
+    return default_float()
+
+
+def _pandas_numeric(value):
+    """A pandas object of nullable numeric dtypes (``Int64``, ``Float64``,
+    ``boolean``, Arrow numbers) as a float NumPy array with NaN for ``pd.NA``;
+    ``None`` for anything else (NumPy-backed pandas objects convert exactly with
+    ``np.asarray``).  pandas is never imported."""
+    if not type(value).__module__.startswith("pandas"):
+        return None
+    dt = getattr(value, "dtype", None)  # Series, Index, arrays; a DataFrame has dtypes
+    dts = [dt] if dt is not None else list(getattr(value, "dtypes", []))
+    if not dts or all(isinstance(d, np.dtype) for d in dts):
+        return None
+    if not all(getattr(d, "kind", "O") in "biuf" for d in dts):
+        return None  # strings, categories: np.asarray gives objects, rejected below
+    single = all(getattr(d, "kind", "") == "f" and getattr(d, "itemsize", 8) == 4 for d in dts)
+    return value.to_numpy(dtype=np.float32 if single else np.float64, na_value=np.nan)
+
+
+def _object_to_float(arr: np.ndarray, name: str) -> np.ndarray:
+    """An object array of real numbers (e.g. Python ints beyond int64) as float64."""
+    for v in arr.flat:
+        if not isinstance(v, numbers.Real):
+            kind = type(v).__name__
+            hint = ("numeric strings are not parsed: convert them first, e.g. np.asarray(x, dtype=float)"
+                    if isinstance(v, (str, bytes)) else
+                    "use NaN for a missing value (nan_policy='omit' treats it as absent)"
+                    if v is None or kind == "NAType" else "pass real numbers")
+            raise TypeError(f"{name} must hold real numbers, got {kind} {v!r} in an array of "
+                            f"Python objects; {hint}")
+    try:
+        return arr.astype(np.float64)
+    except OverflowError:
+        raise ValueError(f"{name} holds an integer too large for float64 (largest "
+                         f"{np.finfo(np.float64).max:.3g}); rescale it") from None
+
+
+def host_array(value, name: str):
+    """``value`` as a NumPy array before JAX sees it; JAX arrays and tracers as they are.
+
+    pandas nullable numeric columns become floats with NaN for ``pd.NA``; object
+    arrays of real numbers (Python ints of any size) become float64; object
+    arrays holding anything else (strings, ``None``) and ragged lists are a
+    ``TypeError`` naming ``name``.  The dtype is left to the caller's check.
+    """
+    if isinstance(value, (jax.Array, jax.core.Tracer)):
+        return value
+    if isinstance(value, (list, tuple)) and any(
+            isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value)):
+        return jnp.asarray(value)  # e.g. [p, 1 - p] with p traced: stacked by JAX
+    converted = _pandas_numeric(value)
+    if converted is not None:
+        return converted
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as err:  # ragged lists, say
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}: {err}") from None
+    if arr.dtype == object:
+        arr = _object_to_float(arr, name)
+    return arr
+
+
+def to_float(arr, name: str, dtype):
+    """``arr`` (from :func:`host_array`) as the float ``dtype``.
+
+    Host arrays are converted by NumPy (integers round to the nearest float,
+    never wrap); a finite value that overflows the target (float64 or
+    longdouble data beyond 3.4e38 in float32) is a ``ValueError`` naming
+    ``name``, not an infinity that ``nan_policy`` would then drop or reject as
+    "NaN or infinite".  JAX arrays and tracers are cast by JAX.
+    """
+    dtype = jnp.dtype(dtype)
+    if arr.dtype == dtype:
+        return arr
+    if not isinstance(arr, np.ndarray):
+        return jnp.asarray(arr).astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(dtype)
+    if jnp.issubdtype(arr.dtype, jnp.floating) and not np.all(np.isfinite(out)):
+        lost = np.isfinite(arr) & ~np.isfinite(out)
+        if lost.any():
+            x64 = "" if dtype.itemsize >= 8 else ", or enable float64 (JAX_ENABLE_X64=1)"
+            raise ValueError(f"{name} holds {arr[lost].flat[0]!s}, beyond the range of {dtype} "
+                             f"(largest {np.finfo(dtype).max:.3g}): rescale it{x64}")
+    return out
+
+
+def _dtype_of(value):
+    """The dtype of ``value`` as :func:`host_array` would give it (``None`` if it cannot)."""
+    if isinstance(value, (np.ndarray, np.generic, jax.Array, jax.core.Tracer)):
+        return np.dtype(value.dtype)
+    try:
+        return host_array(value, "value").dtype
+    except (TypeError, ValueError):
+        return None  # the caller's own check raises with the argument's name
+
+
 def float_dtype_for(*arrays):
     """The float dtype a computation on ``arrays`` follows: the first float input's.
 
@@ -39,49 +167,59 @@ def float_dtype_for(*arrays):
     unless x64 is enabled).  Complex inputs are rejected.
     """
     for a in arrays:
-        dt = jnp.asarray(a).dtype if not hasattr(a, "dtype") else a.dtype
-        if jnp.issubdtype(dt, jnp.floating):
-            return jnp.dtype(dt) if jnp.dtype(dt).itemsize >= 4 else jnp.dtype(jnp.float32)
-    return jnp.dtype(jnp.result_type(float))
+        dt = _dtype_of(a)
+        if dt is not None and jnp.issubdtype(dt, jnp.floating):
+            return data_float_dtype(dt)
+    return default_float()
+
+
+def _check_real(dt, name: str, what: str = "real numbers") -> None:
+    """``TypeError`` unless ``dt`` is a real number (or boolean) dtype."""
+    if jnp.issubdtype(dt, jnp.complexfloating):
+        got = f"complex dtype {dt}" if what == "real-valued" else f"dtype {dt}"
+        raise TypeError(f"{name} must be {what}, got {got}")
+    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or dt == np.bool_):
+        hint = (" (strings are not parsed as numbers: convert them first, e.g. "
+                "np.asarray(x, dtype=float))" if dt.kind in "US" else "")
+        raise TypeError(f"{name} must be numeric, got dtype {dt}{hint}")
 
 
 def as_data(x, name: str = "x"):
-    """Validate and convert data of shape ``(..., n)`` to a float array."""
+    """Validate and convert data of shape ``(..., n)`` to a float array.
+
+    Integers and booleans (of any size: Python ints beyond int64, too) are
+    converted on the host to JAX's default float; float16/bfloat16 become
+    float32; ``np.longdouble`` the default float; pandas nullable columns
+    floats with NaN for ``pd.NA`` (``nan_policy`` then applies).
+    """
     if isinstance(x, MixtureParams):
         raise TypeError(f"{name} must be an array of observations, got MixtureParams")
-    try:
-        dt = np.asarray(x).dtype if not hasattr(x, "dtype") else np.dtype(x.dtype)
-    except Exception as err:  # e.g. ragged lists
-        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}: {err}") from None
-    if jnp.issubdtype(dt, jnp.complexfloating):
-        raise TypeError(f"{name} must be real-valued, got complex dtype {dt}")
-    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or dt == np.bool_):
-        raise TypeError(f"{name} must be numeric, got dtype {dt}")
-    x = jnp.asarray(x)
+    arr = host_array(x, name)
+    _check_real(arr.dtype, name, "real-valued")
+    x = jnp.asarray(to_float(arr, name, data_float_dtype(arr.dtype)))
     if x.ndim < 1:
         raise ValueError(f"{name} must have shape (..., n) with at least one axis, got a scalar")
     if x.shape[-1] == 0:
         raise ValueError(f"{name} has no observations: shape {x.shape} (the last axis is n)")
-    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize < 4:
-        # Integers and booleans become JAX's default float; float16/bfloat16 are
-        # too coarse for EM's sums and become float32.
-        x = x.astype(float_dtype_for(x))
     return x
 
 
 def as_params(params, dtype, name: str = "init") -> MixtureParams:
-    """Validate a :class:`MixtureParams`, cast it to ``dtype`` and broadcast its fields."""
+    """Validate a :class:`MixtureParams`, cast it to ``dtype`` and broadcast its fields.
+
+    Fields are converted on the host like data (integers of any size round to
+    the nearest float, never wrap); concrete values are checked by
+    :func:`check_param_values`.
+    """
     if not isinstance(params, MixtureParams):
         raise TypeError(f"{name} must be a jaxgmm.MixtureParams, got {type(params).__name__}")
     fields = []
     for fname, value in zip(MixtureParams._fields, params):
-        arr = jnp.asarray(value)
-        if jnp.issubdtype(arr.dtype, jnp.complexfloating) or not (
-                jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
-            raise TypeError(f"{name}.{fname} must be real numbers, got dtype {arr.dtype}")
+        arr = host_array(value, f"{name}.{fname}")
+        _check_real(arr.dtype, f"{name}.{fname}")
         if arr.ndim < 1:
             raise ValueError(f"{name}.{fname} must have shape (..., K), got a scalar")
-        fields.append(arr.astype(dtype))
+        fields.append(jnp.asarray(to_float(arr, f"{name}.{fname}", dtype)))
     ks = {f.shape[-1] for f in fields}
     if len(ks) != 1:
         shapes = {n: f.shape for n, f in zip(MixtureParams._fields, fields)}
@@ -104,7 +242,7 @@ def check_param_values(params: MixtureParams, name: str = "init") -> None:
     w = np.asarray(params.weights)
     s = np.asarray(params.scales)
     m = np.asarray(params.means)
-    tol = 1e-4 if w.dtype.itemsize <= 4 else 1e-10
+    tol = _sum_tolerance(w.dtype)
     # The first offending row, as found.
     got = lambda values, bad: ", got " + str([float(f"{v:.6g}") for v in (
         values[bad][0] if values.ndim > 1 else values)])
@@ -123,14 +261,18 @@ def check_param_values(params: MixtureParams, name: str = "init") -> None:
         raise ValueError(f"{name}.scales must be positive and finite{_at_batch(bad)}{got(s, bad)}")
 
 
-def as_sample_weight(sample_weight, x):
-    """Validate observation weights against data ``x``; returns an array or None."""
+def as_sample_weight(sample_weight, x, *, something_to_fit: bool = True):
+    """Validate observation weights against data ``x``; returns an array or None.
+
+    Converted on the host like data (int64 weights of 2**32 + 1 wrapped to 1).
+    ``something_to_fit`` (for fits and starts): a dataset whose weights are all
+    zero, or all below the smallest normal float, is an error; the
+    log-likelihood and the EM steps take them (a sum of nothing).
+    """
     if sample_weight is None:
         return None
-    w = jnp.asarray(sample_weight)
-    if jnp.issubdtype(w.dtype, jnp.complexfloating) or not (
-            jnp.issubdtype(w.dtype, jnp.number) or w.dtype == jnp.bool_):
-        raise TypeError(f"sample_weight must be real numbers, got dtype {w.dtype}")
+    w = host_array(sample_weight, "sample_weight")
+    _check_real(w.dtype, "sample_weight")
     if w.ndim < 1 or w.shape[-1] != x.shape[-1]:
         raise ValueError(f"sample_weight must have shape (..., n) with n={x.shape[-1]} "
                          f"matching x of shape {x.shape}, got shape {w.shape}")
@@ -139,13 +281,15 @@ def as_sample_weight(sample_weight, x):
     except ValueError:
         raise ValueError(f"sample_weight batch shape {w.shape[:-1]} does not broadcast "
                          f"with x batch shape {x.shape[:-1]}") from None
-    w = w.astype(x.dtype)
+    w = jnp.asarray(to_float(w, "sample_weight", x.dtype))
     if is_concrete(w):
         wn = np.asarray(w)
         bad = ~np.all(np.isfinite(wn) & (wn >= 0), axis=-1)
         if bad.any():
             at = _at_batch(bad)
             raise ValueError(f"sample_weight must be finite and non-negative{at}")
+        if not something_to_fit:
+            return w
         bad = ~np.any(wn > 0, axis=-1)
         if bad.any():
             at = _at_batch(bad)
@@ -273,9 +417,10 @@ def apply_nan_policy(x, sample_weight, nan_policy: str):
     return x, sample_weight
 
 
-def check_batch_shapes(x, sample_weight, init: MixtureParams) -> None:
-    """The batch shapes (all axes but the last) of ``x``, ``sample_weight`` and ``init`` must broadcast."""
-    shapes = {"x": x.shape[:-1], "init": init.means.shape[:-1]}
+def check_batch_shapes(x, sample_weight, init: MixtureParams, name: str = "init") -> None:
+    """The batch shapes (all axes but the last) of ``x``, ``sample_weight`` and
+    ``init`` (called ``name`` in the message) must broadcast."""
+    shapes = {"x": x.shape[:-1], name: init.means.shape[:-1]}
     if sample_weight is not None:
         shapes["sample_weight"] = sample_weight.shape[:-1]
     try:
@@ -283,9 +428,9 @@ def check_batch_shapes(x, sample_weight, init: MixtureParams) -> None:
     except ValueError:
         got = ", ".join(f"{k} {v}" for k, v in shapes.items())
         raise ValueError(
-            "batch shapes do not broadcast: x has shape (..., n), init fields (..., K), "
+            f"batch shapes do not broadcast: x has shape (..., n), {name} fields (..., K), "
             f"and their leading (batch) axes must broadcast like NumPy's; got batch shapes {got} "
-            f"(full shapes: x {x.shape}, init {init.means.shape}"
+            f"(full shapes: x {x.shape}, {name} {init.means.shape}"
             + ("" if sample_weight is None else f", sample_weight {sample_weight.shape}") + ")"
         ) from None
 
@@ -308,3 +453,165 @@ def check_enough_observations(x, sample_weight, n_free: int) -> None:
         raise ValueError(f"too few observations with positive weight{at}: "
                          f"{int(np.min(counts))} < {n_free} free parameters of the model; "
                          "fix some parameters or use fewer components")
+
+
+# --------------------------------------------------------------------------- #
+# Options and counts
+# --------------------------------------------------------------------------- #
+def check_bool(value, name: str) -> bool:
+    """``value`` as a Python bool: ``True``/``False``, NumPy bools (0-d arrays too).
+
+    Anything else is a ``TypeError``: ``bool("no")`` is ``True``, so a string
+    (or 0/1, or ``None``) would silently mean something.
+    """
+    if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype == np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}")
+
+
+def as_count(value, name: str, minimum: int = 1) -> int:
+    """A Python int ``>= minimum`` from an integer ``value`` (``3.0`` counts as 3).
+
+    Counts set shapes and loop lengths at trace time, so a traced value is a
+    ``TypeError`` too.
+    """
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} must be a concrete integer (it sets a shape), got a traced value")
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    number = _concrete_number(value, name, kind=int)
+    if number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(number)
+
+
+def check_key(key, name: str = "key") -> None:
+    """``key`` is one ``jax.random`` key: a typed key of shape ``()`` or a raw
+    ``uint32`` key (``jax.random.PRNGKey``)."""
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
+        if jnp.shape(key) != ():
+            raise ValueError(f"{name} must be a single key, got a key array of shape {jnp.shape(key)}; "
+                             "one key draws every start (split it yourself for separate calls)")
+        return
+    if dt is not None and np.dtype(dt) == np.uint32 and jnp.ndim(key) == 1:
+        return
+    raise TypeError(f"{name} must be a jax.random key, e.g. jax.random.key(0), got "
+                    f"{type(key).__name__}" + ("" if dt is None else f" of dtype {dt}"))
+
+
+def check_equal_fixed_scales(params: MixtureParams, spec, name: str = "init") -> None:
+    """With ``equal_scales`` and every scale fixed, the fixed scales must be equal.
+
+    Otherwise one of the two options would be ignored (the fixed values won,
+    unequal).  Equal fixed scales are consistent: one common scale, known.
+    Equal means to a few ulps of the dtype (values that are equal as written
+    but computed differently pass).  Checked only for concrete ``params``.
+    """
+    if not (spec.equal_scales and all(spec.fixed_scales)) or spec.n_components < 2:
+        return
+    if not is_concrete(params.scales):
+        return
+    s = np.asarray(params.scales)
+    spread = np.max(s, -1) - np.min(s, -1)
+    bad = spread > 4 * np.finfo(s.dtype).eps * np.max(np.abs(s), -1)
+    if np.any(bad):
+        first = s[bad][0] if s.ndim > 1 else s
+        raise ValueError(
+            f"equal_scales=True asks for one common scale, but fixed holds the scales at unequal "
+            f"values {name}.scales = {[float(f'{v:.6g}') for v in first]}{_at_batch(bad)}; pass "
+            "equal scales, or drop equal_scales (fixed scales are not estimated), or free the scales")
+
+
+def check_best_of_axis(result, axis) -> None:
+    """``best_of(result, axis)`` needs a :class:`FitResult` with a restarts axis ``axis``.
+
+    Shapes only, so it can run inside ``jit`` too.
+    """
+    if not isinstance(result, FitResult):
+        raise TypeError(f"result must be a jaxgmm.FitResult, got {type(result).__name__}")
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {axis!r} of type {type(axis).__name__}")
+    shape = jnp.shape(result.status)
+    if not shape:
+        raise ValueError("best_of picks the best of several fits along an axis of starts, but result "
+                         "is one fit (batch shape ()); fit a stack of starts, e.g. "
+                         "init_params(key, x, K, n_starts=10)")
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"axis {axis} is out of range for a result of batch shape {shape}")
+
+
+# --------------------------------------------------------------------------- #
+# The EM steps: e_step, m_step, log_likelihood
+# --------------------------------------------------------------------------- #
+def _sum_tolerance(dtype) -> float:
+    """Per-component tolerance on sums that must be 1 (weights, responsibilities)."""
+    return 1e-4 if jnp.dtype(dtype).itemsize <= 4 else 1e-10
+
+
+def as_step_args(x, params, sample_weight=None, *, func: str, one_dataset: bool = False):
+    """Checks and host conversion for ``e_step`` and ``log_likelihood`` (``func``).
+
+    ``x`` as data, ``params`` and ``sample_weight`` in the float dtype of the
+    inputs (the widest float among them, ints counting as none); concrete
+    ``params`` must be a valid mixture (:func:`check_param_values`: weights in
+    [0, 1] summing to 1, finite means, positive finite scales) and concrete
+    weights finite and non-negative.  Traced values (inside ``jit``/``vmap``)
+    cannot raise and are passed as they are.  ``one_dataset``: the fields must
+    have shape ``(K,)`` (``vmap`` for batches of parameters).
+
+    Returns ``(x, params, sample_weight)``.
+    """
+    x = as_data(x)
+    dts = [_dtype_of(f) for f in (params if isinstance(params, MixtureParams) else ())]
+    dtype = jnp.result_type(x.dtype, *(data_float_dtype(d) for d in dts
+                                       if d is not None and jnp.issubdtype(d, jnp.floating)))
+    x = x.astype(dtype)
+    params = as_params(params, dtype, name="params")
+    if one_dataset and params.means.ndim != 1:
+        raise ValueError(f"{func} works on one set of parameters: params fields must have shape (K,), "
+                         f"got {params.means.shape}; use jax.vmap for a batch")
+    sample_weight = as_sample_weight(sample_weight, x, something_to_fit=False)
+    check_batch_shapes(x, sample_weight, params, name="params")
+    return x, params, sample_weight
+
+
+def as_m_step_args(x, resp, params, sample_weight=None, fixed=(), equal_scales=False):
+    """Checks and host conversion for ``m_step``: :func:`as_step_args` for one
+    dataset ``x`` of shape ``(n,)``, and responsibilities ``resp`` of shape
+    ``(n, K)``, which when concrete must be finite, in [0, 1], and sum to 1 in
+    every row with positive weight (within the weights' tolerance); rows of
+    weight 0 are absent and not checked.  ``fixed``/``equal_scales`` must be a
+    consistent model (:func:`check_equal_fixed_scales`).
+
+    Returns ``(x, resp, params, sample_weight)``.
+    """
+    from ._spec import make_spec  # local import: _spec imports _em, which imports this module
+
+    x, params, sample_weight = as_step_args(x, params, sample_weight, func="m_step", one_dataset=True)
+    if x.ndim != 1 or (sample_weight is not None and sample_weight.shape != x.shape):
+        got = x.shape if x.ndim != 1 else f"{x.shape} and sample_weight {sample_weight.shape}"
+        raise ValueError(f"m_step works on one dataset: x and sample_weight must have shape (n,), got "
+                         f"{got}; use jax.vmap for a batch")
+    k = params.means.shape[-1]
+    check_equal_fixed_scales(params, make_spec(fixed, k, equal_scales), name="params")
+    r = host_array(resp, "resp")
+    _check_real(r.dtype, "resp")
+    resp = jnp.asarray(to_float(r, "resp", x.dtype))
+    if resp.shape != x.shape + (k,):
+        raise ValueError(f"resp must have shape (n, K) = {x.shape + (k,)} for x of shape {x.shape} and "
+                         f"{k} components, got {resp.shape}")
+    if is_concrete(resp, sample_weight):
+        rn = np.asarray(resp)
+        rows = np.ones(x.shape, bool) if sample_weight is None else np.asarray(sample_weight) > 0
+        bad = rows & ~np.all(np.isfinite(rn) & (rn >= 0) & (rn <= 1), axis=-1)
+        if bad.any():
+            raise ValueError(f"resp must lie in [0, 1] (probabilities), got {rn[bad][0].tolist()} in rows "
+                             f"{_first_indices(bad)}")
+        tol = _sum_tolerance(x.dtype)
+        bad = rows & (np.abs(rn.sum(-1) - 1) > tol * k)
+        if bad.any():
+            raise ValueError(f"resp rows must sum to 1 (within {tol:g} per component), got sums "
+                             f"{np.unique(rn.sum(-1)[bad])[:5]} in rows {_first_indices(bad)}")
+    return x, resp, params, sample_weight
