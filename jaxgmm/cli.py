@@ -20,7 +20,6 @@ import sys
 from typing import Optional, Sequence
 
 PROG = "jaxgmm"
-MISSING = {"", "na", "nan", "null", "none", "-"}
 
 
 class CLIError(Exception):
@@ -239,107 +238,21 @@ def _plot(res, summary, path: str, title: str, n: int) -> None:
 # --------------------------------------------------------------------------- #
 # jaxgmm fit
 # --------------------------------------------------------------------------- #
-def read_column(path: str, column: Optional[str] = None):
-    """One column of numbers from ``.npy`` or a text/CSV file, as float64 NumPy.
+def read_column(path: str, column: Optional[str] = None, decimal: str = "auto"):
+    """One column of numbers from ``.npy`` or a text/CSV file: float64 NumPy and the
+    number of missing cells dropped (see :mod:`jaxgmm._reader` for what is refused)."""
+    from ._reader import ReadError, read_column as read
 
-    Text: fields split on commas, semicolons, tabs or spaces; lines starting with
-    ``#`` are skipped; a first line that is not numeric is a header (``--column``
-    may then name a column); empty, ``NA`` and ``nan`` cells are dropped.
-    """
-    import numpy as np
-
-    if not os.path.exists(path):
-        raise CLIError(f"cannot read {path!r}: no such file")
-    if os.path.isdir(path):
-        raise CLIError(f"cannot read {path!r}: it is a folder")
-    if path.endswith(".npy"):
-        try:
-            a = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise CLIError(f"cannot read {path!r} as a .npy array: {err}") from None
-        if a.ndim == 2 and (a.shape[1] == 1 or column is not None):
-            j = _column_index(column, None, a.shape[1], path) if a.shape[1] > 1 else 0
-            a = a[:, j]
-        if a.ndim != 1:
-            raise CLIError(f"{path!r} holds an array of shape {a.shape}; need one column "
-                           "(shape (n,) or (n, 1), or choose one with --column)")
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise CLIError(f"{path!r} holds {a.dtype} values, not real numbers")
-        a = a.astype(np.float64)
-        return a[np.isfinite(a)], int(np.sum(~np.isfinite(a)))
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise CLIError(f"cannot read {path!r}: {err}") from None
-    rows, header, width = [], None, None
-    for lineno, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if re.search(r"[,;\t]", text):
-            cells = [c.strip().strip('"').strip("'") for c in re.split(r"[,;\t]", text)]
-        else:
-            cells = text.split()
-        numeric = [_maybe_float(c) for c in cells]
-        if header is None and not rows and any(v is _NOT_A_NUMBER for v in numeric):
-            header = cells
-            width = len(cells)
-            continue
-        if width is None:
-            width = len(cells)
-        if len(cells) != width:
-            raise CLIError(f"{path!r} line {lineno}: {len(cells)} fields, expected {width}")
-        rows.append((lineno, cells, numeric))
-    if not rows:
-        raise CLIError(f"{path!r} holds no numbers")
-    j = _column_index(column, header, width, path)
-    values, dropped = [], 0
-    for lineno, cells, numeric in rows:
-        v = numeric[j]
-        if v is _NOT_A_NUMBER:
-            raise CLIError(f"{path!r} line {lineno}: {cells[j]!r} is not a number")
-        if v is None or not math.isfinite(v):
-            dropped += 1
-            continue
-        values.append(v)
-    return np.asarray(values, np.float64), dropped
-
-
-_NOT_A_NUMBER = object()
-
-
-def _maybe_float(cell: str):
-    if cell.lower() in MISSING:
-        return None
-    try:
-        return float(cell)
-    except ValueError:
-        return _NOT_A_NUMBER
-
-
-def _column_index(column, header, width: int, path: str) -> int:
-    if column is None:
-        if width != 1:
-            names = f" ({', '.join(header)})" if header else ""
-            raise CLIError(f"{path!r} has {width} columns{names}; choose one with --column")
-        return 0
-    if header is not None and column in header:
-        return header.index(column)
-    try:
-        j = int(column)
-    except ValueError:
-        raise CLIError(f"--column {column!r}: no such column in {path!r}"
-                       + (f" (columns: {', '.join(header)})" if header else "")) from None
-    if not 0 <= j < width:
-        raise CLIError(f"--column {j}: {path!r} has columns 0..{width - 1}")
-    return j
+        return read(path, column, decimal)
+    except ReadError as err:
+        raise CLIError(str(err)) from None
 
 
 def _fit(args) -> int:
     import numpy as np
 
-    data, dropped = read_column(args.file, args.column)
+    data, dropped = read_column(args.file, args.column, args.decimal)
     k = args.k
     given = {}
     for name in ("weights", "means", "scales"):
@@ -527,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--scales", help="fixed standard deviations, e.g. 1,1.4142")
     f.add_argument("--equal-scales", action="store_true", help="one common scale")
     f.add_argument("--column", help="column to use (0-based index or header name)")
+    f.add_argument("--decimal", choices=("auto", ".", ","), default="auto",
+                   help="decimal mark: ',' reads 1,5 as 1.5; '.' reads commas as column separators; "
+                        "auto (default) stops with a message on numbers that look like 1,5")
     f.add_argument("--bootstrap", type=_nonnegative_int, default=0, metavar="B",
                    help="also report nonparametric bootstrap SEs and percentile intervals from B resamples")
     f.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
