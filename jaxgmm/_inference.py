@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from . import _validate
@@ -158,22 +159,68 @@ def _covariance_batched(x, sample_weight, params, spec):
     return map_in_blocks(one, (x, sample_weight, params), (1, 1, 1))
 
 
-def _prepare(x, result_or_params, sample_weight):
-    params = result_or_params.params if isinstance(result_or_params, FitResult) else result_or_params
+def _params_of(result_or_params, name: str = "result_or_params") -> MixtureParams:
+    if isinstance(result_or_params, FitResult):
+        return result_or_params.params
+    if isinstance(result_or_params, MixtureParams):
+        return result_or_params
+    raise TypeError(f"{name} must be a jaxgmm.FitResult or MixtureParams, got {type(result_or_params).__name__}")
+
+
+def _describe(spec: ModelSpec) -> str:
+    """``spec`` as the arguments that make it, e.g. ``fixed=('scales',), equal_scales=False``."""
+    masks = dict(zip(MixtureParams._fields, (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)))
+    if all(all(m) or not any(m) for m in masks.values()):
+        fixed = repr(tuple(name for name, m in masks.items() if all(m)))
+    else:
+        fixed = "MixtureParams(" + ", ".join(f"{n}={list(m)}" for n, m in masks.items()) + ")"
+    return f"fixed={fixed}, equal_scales={spec.equal_scales}"
+
+
+def model_spec(result_or_params, k: int, fixed=None, equal_scales=None) -> ModelSpec:
+    """The model a result was fitted with, or the one ``fixed``/``equal_scales`` describe.
+
+    A :class:`FitResult` remembers its model (``result.model``): ``None`` for
+    either argument means that model, and an explicit argument must agree with it
+    (``ValueError`` naming both otherwise).  For a plain :class:`MixtureParams`,
+    ``None`` means nothing fixed and ``equal_scales=False``.  ``k``: the number
+    of components.
+    """
+    model = getattr(result_or_params, "model", None) if isinstance(result_or_params, FitResult) else None
+    if model is None:
+        return make_spec(() if fixed is None else fixed, k, False if equal_scales is None else equal_scales)
+    if fixed is not None:
+        given = make_spec(fixed, k)
+        if (given.fixed_weights, given.fixed_means, given.fixed_scales) != (
+                model.fixed_weights, model.fixed_means, model.fixed_scales):
+            raise ValueError(f"fixed={fixed!r} contradicts the model the result was fitted with "
+                             f"({_describe(model)}); omit fixed= to use the result's model")
+    if equal_scales is not None and _validate.check_bool(equal_scales, "equal_scales") != model.equal_scales:
+        raise ValueError(f"equal_scales={equal_scales!r} contradicts the model the result was fitted "
+                         f"with ({_describe(model)}); omit equal_scales= to use the result's model")
+    return model
+
+
+def _prepare(x, result_or_params, sample_weight, nan_policy):
+    params = _params_of(result_or_params)
     x = _validate.as_data(x)
     params = _validate.as_params(params, x.dtype, name="params")
     sample_weight = _validate.as_sample_weight(sample_weight, x)
+    _validate.check_batch_shapes(x, sample_weight, params, name="params")
+    x, sample_weight = _validate.apply_nan_policy(x, sample_weight, nan_policy)
     return x, params, sample_weight
 
 
-def _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight):
+def _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy):
     """``(cov, unit)`` of :func:`_covariance_one` for a batch, from the public arguments."""
-    x, params, sample_weight = _prepare(x, result_or_params, sample_weight)
-    spec = make_spec(fixed, params.means.shape[-1], equal_scales)
+    x, params, sample_weight = _prepare(x, result_or_params, sample_weight, nan_policy)
+    spec = model_spec(result_or_params, params.means.shape[-1], fixed, equal_scales)
+    _validate.check_equal_fixed_scales(params, spec, name="params")
     return _covariance_batched(x, sample_weight, params, spec)
 
 
-def covariance(x, result_or_params, *, fixed=(), equal_scales: bool = False, sample_weight=None) -> Array:
+def covariance(x, result_or_params, *, fixed=None, equal_scales=None, sample_weight=None,
+               nan_policy: str = "raise") -> Array:
     """Observed-information covariance of all ``3K`` parameters.
 
     Same arguments as :func:`standard_errors`. Returns an array of shape
@@ -184,12 +231,12 @@ def covariance(x, result_or_params, *, fixed=(), equal_scales: bool = False, sam
     below 1e-18 in float32) the means' and scales' entries can overflow or
     underflow; :func:`standard_errors` stays accurate there.
     """
-    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight)
+    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy)
     return cov * unit[..., :, None] * unit[..., None, :]
 
 
 def standard_errors(
-    x, result_or_params, *, fixed=(), equal_scales: bool = False, sample_weight=None
+    x, result_or_params, *, fixed=None, equal_scales=None, sample_weight=None, nan_policy: str = "raise"
 ) -> MixtureParams:
     """Observed-information standard errors of a fit, for one dataset or a batch.
 
@@ -198,8 +245,14 @@ def standard_errors(
       result_or_params: a :class:`FitResult` or :class:`MixtureParams` (the
         estimate), batch shape broadcasting with ``x``'s as in :func:`jaxgmm.fit`.
       fixed, equal_scales: the model that was fitted, as given to
-        :func:`jaxgmm.fit`; they decide which parameters are free.
+        :func:`jaxgmm.fit`; they decide which parameters are free.  ``None``
+        (the default) takes them from a :class:`FitResult` (which remembers its
+        model), and means nothing fixed, no equal scales, for a
+        :class:`MixtureParams`.  Given with a :class:`FitResult`, they must
+        agree with its model (``ValueError`` otherwise).
       sample_weight: the observation weights used in the fit, if any.
+      nan_policy: as in :func:`jaxgmm.fit`: ``"omit"`` treats NaN/inf in ``x``
+        as absent, ``"raise"`` (default) rejects them.
 
     Returns:
       :class:`MixtureParams` of standard errors with the broadcast batch shape.
@@ -212,7 +265,7 @@ def standard_errors(
     the module docstring for the parametrisation of the weights); the estimate
     should be a converged maximum. Jittable and vmappable.
     """
-    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight)
+    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy)
     var = jnp.diagonal(cov, axis1=-2, axis2=-1)
     se = jnp.where(jnp.isnan(var), jnp.nan, jnp.sqrt(jnp.maximum(var, 0.0))) * unit
     k = cov.shape[-1] // 3
@@ -221,27 +274,59 @@ def standard_errors(
 
 def normal_quantile(level: float) -> float:
     """Two-sided standard-normal critical value, e.g. 1.95996... for ``level=0.95``."""
-    if not 0.0 < float(level) < 1.0:
+    value = _validate._concrete_number(level, "level")
+    if value is None:
+        raise TypeError("level must be a concrete number, got a traced value")
+    if not 0.0 < float(value) < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
     from statistics import NormalDist
-    return NormalDist().inv_cdf(0.5 + float(level) / 2.0)
+    return NormalDist().inv_cdf(0.5 + float(value) / 2.0)
 
 
 def confidence_intervals(
-    result_or_params, se: MixtureParams, level: float = 0.95
+    result_or_params, se: MixtureParams, level: float = 0.95, *, fixed=None, equal_scales=None
 ) -> tuple[MixtureParams, MixtureParams]:
     """Wald intervals ``estimate -/+ z * se``; returns ``(lower, upper)`` MixtureParams.
 
     Plain Wald intervals, not clipped to the parameter space (a weight's interval
     may cross 0 or 1 when the weight is near the boundary; use
     :func:`jaxgmm.bootstrap` percentile intervals there). Fixed entries (se 0)
-    give zero-width intervals.
+    give zero-width intervals.  ``fixed``/``equal_scales`` name the model ``se``
+    belongs to, as in :func:`standard_errors` (``None``: a :class:`FitResult`'s
+    own model); when ``se`` is concrete, an entry that model fixes must have
+    ``se`` 0, else ``se`` was computed for another model (``ValueError``).
     """
-    params = result_or_params.params if isinstance(result_or_params, FitResult) else result_or_params
+    params = _params_of(result_or_params)
+    # Types and K only: a batch may hold non-finite fits, whose intervals are NaN.
+    dtype = _validate.float_dtype_for(*params)
+    params = MixtureParams(*(_as_real(f, f"params.{n}", dtype) for n, f in zip(MixtureParams._fields, params)))
+    if not isinstance(se, MixtureParams):
+        raise TypeError(f"se must be a jaxgmm.MixtureParams (from standard_errors), got {type(se).__name__}")
+    se = MixtureParams(*(_as_real(f, f"se.{n}", dtype) for n, f in zip(MixtureParams._fields, se)))
+    spec = model_spec(result_or_params, params.means.shape[-1], fixed, equal_scales)
     z = normal_quantile(level)
-    lower = MixtureParams(*(jnp.asarray(p) - z * jnp.asarray(s) for p, s in zip(params, se)))
-    upper = MixtureParams(*(jnp.asarray(p) + z * jnp.asarray(s) for p, s in zip(params, se)))
+    masks = (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)
+    for name, p, s_, mask in zip(MixtureParams._fields, params, se, masks):
+        try:
+            jnp.broadcast_shapes(jnp.shape(p), jnp.shape(s_))
+        except ValueError:
+            raise ValueError(f"se.{name} of shape {jnp.shape(s_)} does not broadcast with the estimate's "
+                             f"shape {jnp.shape(p)}") from None
+        if any(mask) and _validate.is_concrete(s_) and np.any(np.asarray(s_)[..., np.asarray(mask)] != 0):
+            raise ValueError(f"se.{name} is not 0 where the model ({_describe(spec)}) fixes it: se was "
+                             "computed for another model; pass the fixed= it was computed with")
+    lower = MixtureParams(*(p - z * s for p, s in zip(params, se)))
+    upper = MixtureParams(*(p + z * s for p, s in zip(params, se)))
     return lower, upper
+
+
+def _as_real(value, name: str, dtype) -> Array:
+    """``value`` as a float array of at least one axis, converted on the host (no value checks)."""
+    arr = _validate.host_array(value, name)
+    _validate._check_real(arr.dtype, name)
+    if np.ndim(arr) < 1:
+        raise ValueError(f"{name} must have shape (..., K), got a scalar")
+    return jnp.asarray(_validate.to_float(arr, name, dtype))
 
 
 # One compiled selection instead of a dozen small eager operations.
@@ -257,29 +342,81 @@ def n_parameters(n_components: int, *, fixed=(), equal_scales: bool = False) -> 
     ``K`` free weights count ``K - 1`` (they sum to one); with some weights fixed
     the ``F`` free ones count ``F - 1``; equal scales count once; fixed entries
     not at all. E.g. the textbook model (scales known, K = 2) has 3.
+    ``n_components`` must be an integer >= 1.
     """
-    return n_free_parameters(make_spec(fixed, int(n_components), equal_scales))
+    return n_free_parameters(make_spec(fixed, _validate.as_count(n_components, "n_components"), equal_scales))
 
 
 def _loglik_of(result_or_loglik):
     if isinstance(result_or_loglik, FitResult):
         return jnp.asarray(result_or_loglik.loglik)
-    return jnp.asarray(result_or_loglik)
+    ll = _validate.host_array(result_or_loglik, "result_or_loglik")
+    _validate._check_real(ll.dtype, "result_or_loglik")
+    return jnp.asarray(_validate.to_float(ll, "result_or_loglik", _validate.data_float_dtype(ll.dtype)))
 
 
-def aic(result_or_loglik, n_params: int) -> Array:
-    """Akaike's criterion ``2 p - 2 loglik`` (smaller is better)."""
-    return 2.0 * n_params - 2.0 * _loglik_of(result_or_loglik)
+def _parameter_count(result_or_loglik, n_params, func: str) -> int:
+    """``n_params``, checked; from a :class:`FitResult`'s model when omitted, and
+    compared with it when given."""
+    model = getattr(result_or_loglik, "model", None) if isinstance(result_or_loglik, FitResult) else None
+    counted = None if model is None else n_free_parameters(model)
+    if n_params is None:
+        if counted is None:
+            raise TypeError(f"{func} needs n_params (the number of free parameters, see jaxgmm.n_parameters) "
+                            "unless given a FitResult, which remembers its model")
+        return counted
+    n_params = _validate.as_count(n_params, "n_params", minimum=0)
+    if counted is not None and n_params != counted:
+        raise ValueError(f"n_params={n_params} contradicts the model the result was fitted with "
+                         f"({_describe(model)}: {counted} free parameters); omit n_params to count "
+                         "them from the result")
+    return n_params
 
 
-def bic(result_or_loglik, n_params: int, n_obs) -> Array:
+def aic(result_or_loglik, n_params=None) -> Array:
+    """Akaike's criterion ``2 p - 2 loglik`` (smaller is better).
+
+    ``n_params`` (``p``) may be omitted for a :class:`FitResult`: it is counted
+    from the model the result remembers, and a given one must agree with it.
+    """
+    p = _parameter_count(result_or_loglik, n_params, "aic")
+    return 2.0 * p - 2.0 * _loglik_of(result_or_loglik)
+
+
+def bic(result_or_loglik, *counts, n_params=None, n_obs=None) -> Array:
     """Schwarz's criterion ``p log(n) - 2 loglik`` (smaller is better).
 
+    Called as ``bic(result, n_obs)`` for a :class:`FitResult` (``p`` counted
+    from its model), or ``bic(result_or_loglik, n_params, n_obs)`` (a given
+    ``n_params`` must agree with a result's model); both may be keywords.
     ``n_obs`` is the number of observations (the sum of the weights when the fit
-    used ``sample_weight``). Note mclust reports the negative of this.
+    used ``sample_weight``), positive. Note mclust reports the negative of this.
     """
-    n_obs = jnp.asarray(n_obs)
-    return n_params * jnp.log(n_obs.astype(_loglik_of(result_or_loglik).dtype)) - 2.0 * _loglik_of(result_or_loglik)
+    if len(counts) > 2:
+        raise TypeError(f"bic takes at most n_params and n_obs after the result, got {len(counts)} values")
+    if len(counts) == 2:
+        if n_params is not None or n_obs is not None:
+            raise TypeError("bic got n_params and n_obs both by position and by keyword")
+        n_params, n_obs = counts
+    elif len(counts) == 1:
+        if n_obs is None:
+            n_obs = counts[0]  # bic(result, n_obs)
+        elif n_params is None:
+            n_params = counts[0]  # bic(loglik, n_params, n_obs=...)
+        else:
+            raise TypeError("bic got n_params and n_obs both by position and by keyword")
+    if n_obs is None:
+        raise TypeError("bic needs n_obs, the number of observations (the sum of the weights with sample_weight)")
+    p = _parameter_count(result_or_loglik, n_params, "bic")
+    ll = _loglik_of(result_or_loglik)
+    n = _validate.host_array(n_obs, "n_obs")
+    _validate._check_real(n.dtype, "n_obs")
+    n = _validate.to_float(n, "n_obs", ll.dtype)
+    if _validate.is_concrete(n) and not np.all(np.asarray(n) > 0):
+        bad = ~(np.asarray(n) > 0)
+        got = f", got {np.asarray(n).item():g}" if bad.ndim == 0 else _validate._at_batch(bad)
+        raise ValueError(f"n_obs must be positive (the number of observations){got}")
+    return p * jnp.log(jnp.asarray(n)) - 2.0 * ll
 
 
 class ModelChoice(NamedTuple):
@@ -327,19 +464,26 @@ def select_components(
     For each ``K``: ``n_starts`` starts from :func:`jaxgmm.init_params`, one
     batched :func:`jaxgmm.fit`, and :func:`jaxgmm.best_of`. All parameters are
     free (optionally with ``equal_scales``); ``x`` may be a batch ``(..., n)``.
-    Extra keyword arguments go to :func:`jaxgmm.fit`.
+    Extra keyword arguments go to :func:`jaxgmm.fit` (not ``fixed``);
+    ``nan_policy="omit"`` treats NaN/inf as absent in the starts, the fits and
+    the number of observations of the BIC.
     """
-    kmax = int(max_components)
-    if kmax < 1:
-        raise ValueError(f"max_components must be >= 1, got {max_components!r}")
-    if int(n_starts) < 1:
-        raise ValueError(f"n_starts must be >= 1, got {n_starts!r}")
+    kmax = _validate.as_count(max_components, "max_components")
+    n_starts = _validate.as_count(n_starts, "n_starts")
+    _validate.check_key(key)
+    if "fixed" in fit_kwargs:
+        raise TypeError("select_components fits every parameter free (the starts are random), so it "
+                        "takes no fixed=; fit such a model with init_params, fit and best_of")
+    nan_policy = fit_kwargs.pop("nan_policy", "raise")
     x = _validate.as_data(x)
     w = _validate.as_sample_weight(sample_weight, x)
+    # Applied once here: NaN/inf become weight-0 values that the starts, the
+    # fits and the count of observations all skip.
+    x, w = _validate.apply_nan_policy(x, w, nan_policy)
     n_obs = x.shape[-1] if w is None else jnp.sum(jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape)), -1)
     results, lls, ps, aics, bics = [], [], [], [], []
     for k in range(1, kmax + 1):
-        starts = init_params(jax.random.fold_in(key, k), x, k, method=method, n_starts=int(n_starts),
+        starts = init_params(jax.random.fold_in(key, k), x, k, method=method, n_starts=n_starts,
                              sample_weight=w)
         res = best_of_jit(fit(x, starts, equal_scales=equal_scales, sample_weight=w, **fit_kwargs), axis=0)
         p = n_parameters(k, equal_scales=equal_scales)
