@@ -23,6 +23,7 @@ from ._distributions import sf as sf
 from ._em import e_step as e_step
 from ._em import log_likelihood as log_likelihood
 from ._em import m_step as m_step
+from ._estimator import GaussianMixture as GaussianMixture
 from ._fit import best_of as best_of
 from ._fit import fit as fit
 from ._inference import ModelChoice as ModelChoice
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BootstrapResult",
     "FitResult",
+    "GaussianMixture",
     "GridResult",
     "MixtureParams",
     "ModelChoice",
