@@ -35,6 +35,8 @@ from ._inference import n_parameters as n_parameters
 from ._inference import select_components as select_components
 from ._inference import standard_errors as standard_errors
 from ._init import init_params as init_params
+from ._io import load as load
+from ._io import save as save
 from ._loop import default_tol as default_tol
 from ._params import FitResult as FitResult
 from ._params import MixtureParams as MixtureParams
@@ -52,7 +54,14 @@ from ._study import monte_carlo as monte_carlo
 from ._study import monte_carlo_grid as monte_carlo_grid
 from ._study import simulate_replicates as simulate_replicates
 
-__version__ = "0.1.0"
+try:
+    # The installed distribution's version, so the package metadata is the one source.
+    from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+    from importlib.metadata import version as _distribution_version
+
+    __version__ = _distribution_version("jaxgmm")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BootstrapResult",
@@ -79,6 +88,7 @@ __all__ = [
     "fit_sharded",
     "init_params",
     "isf",
+    "load",
     "log_likelihood",
     "logcdf",
     "logsf",
@@ -91,6 +101,7 @@ __all__ = [
     "predict",
     "predict_proba",
     "sample",
+    "save",
     "score_samples",
     "select_components",
     "sf",
