@@ -165,7 +165,11 @@ def test_chunked_and_unchunked_runs_are_identical(textbook_study):
 def test_summary_rows_and_saving(textbook_study, tmp_path):
     res = textbook_study
     s = res.summary()
-    assert list(s.columns) == ["true", "mean", "bias", "mcse_bias", "sd", "mean_se", "rmse", "coverage", "converged"]
+    printed = ["true", "mean", "bias", "mcse_bias", "sd", "mean_se", "rmse", "coverage", "converged"]
+    assert list(s.columns) == printed + ["mcse_sd", "mcse_mean_se", "mcse_rmse", "mcse_coverage",
+                                         "rel_err_se", "mcse_rel_err_se"]
+    assert str(s).splitlines()[0].split() == ["param", "true", "mean", "bias", "MCSE(bias)", "emp.", "SD",
+                                              "mean", "SE", "RMSE", "cover95", "conv."]  # the README's table
     assert res.summary(all_weights=True).names == ["pi_1", "pi_2", "mu_1", "mu_2"]
     text = str(s)
     assert "MCSE(bias)" in text and "mu_2" in text and "sigma" not in text
@@ -192,7 +196,7 @@ def test_summary_rows_and_saving(textbook_study, tmp_path):
 # Label switching, bootstrap, argument checks
 # --------------------------------------------------------------------------- #
 def test_alignment_undoes_label_switching():
-    from jaxgmm._study import admissible_permutations, align, permute
+    from jaxgmm._align import admissible_permutations, align, permute
     from jaxgmm._spec import make_spec
 
     truth = M(jnp.asarray([0.2, 0.3, 0.5]), jnp.asarray([0.0, 3.0, 6.0]), jnp.asarray([1.0, 1.0, 2.0]))
