@@ -27,35 +27,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._params import Array, MixtureParams, over_components
+from ._spec import ModelSpec as ModelSpec  # re-exported: most modules import it from here
+from ._spec import make_spec
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-class ModelSpec(NamedTuple):
-    """Static (trace-time) description of which parameters EM may change.
-
-    Each ``fixed_*`` is a tuple of ``K`` Python bools; ``equal_scales`` ties all
-    scales to one common value.  Hashable, so it can be a static jit argument.
-    """
-
-    fixed_weights: tuple
-    fixed_means: tuple
-    fixed_scales: tuple
-    equal_scales: bool = False
-
-    @property
-    def n_components(self) -> int:
-        return len(self.fixed_weights)
-
-    @property
-    def scales_free(self) -> bool:
-        """Whether the M-step changes any scale (and so needs second moments)."""
-        return not all(self.fixed_scales)
-
-    @classmethod
-    def free(cls, n_components: int, equal_scales: bool = False) -> "ModelSpec":
-        f = (False,) * n_components
-        return cls(f, f, f, equal_scales)
 
 
 class SuffStats(NamedTuple):
@@ -483,8 +458,6 @@ def m_step(
     Returns:
       The updated :class:`MixtureParams`.
     """
-    from ._spec import make_spec  # local import: _spec depends on this module
-
     x, params = _as_float(x, params)
     resp = jnp.asarray(resp, x.dtype).T
     spec = make_spec(fixed, params.means.shape[-1], equal_scales)

@@ -97,7 +97,8 @@ def fit(
 
     Returns:
       :class:`FitResult` with the broadcast batch shape: ``params``, ``loglik``
-      (of the returned params), ``n_iter``, ``status`` and ``converged``.
+      (of the returned params), ``n_iter``, ``status``, ``converged``, and the
+      fitted ``model`` (static: what ``fixed`` and ``equal_scales`` said).
 
     Convergence: a fit stops when the largest change in one iteration of any
     weight, or of any mean or scale in units of the data's standard deviation, is
@@ -121,7 +122,7 @@ def fit(
         result = fit_batched_squarem(*args.arrays, spec=args.spec)
     else:
         result = fit_batched(*args.arrays, spec=args.spec)
-    return with_fixed_values(result, args.arrays[2], args.spec)
+    return with_fixed_values(result, args.arrays[2], args.spec)._replace(model=args.spec)
 
 
 @jit(static_argnames=("spec",))

@@ -65,6 +65,13 @@ class FitResult(NamedTuple):
       status: a :class:`Status` code per fit, ``int32``.
       converged: ``status == Status.CONVERGED``; never true when anything is
         non-finite or degenerate.
+      model: the model that was fitted: a static ``ModelSpec`` (which weights,
+        means and scales were held fixed, and ``equal_scales``), so that
+        :func:`jaxgmm.standard_errors`, :func:`jaxgmm.aic` and the rest use the
+        model of the fit without ``fixed=`` being repeated (and reject a
+        contradicting one).  It has no array leaves: ``jit``, ``vmap`` and
+        ``tree_map`` pass it through unchanged.  ``None`` for results built by
+        hand.
     """
 
     params: MixtureParams
@@ -72,6 +79,7 @@ class FitResult(NamedTuple):
     n_iter: Array
     status: Array
     converged: Array
+    model: Any = None
 
 
 def batch_shape(params: MixtureParams) -> tuple[int, ...]:

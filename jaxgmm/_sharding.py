@@ -124,7 +124,8 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
 
     run = _sharded_fit(mesh, args.spec, x_sh, w_sh, i_sh)
     out = run(x, weight, init, tol, max_iter, floor)
-    return jax.tree_util.tree_map(lambda a: a[:size].reshape(batch + a.shape[1:]), out)
+    out = jax.tree_util.tree_map(lambda a: a[:size].reshape(batch + a.shape[1:]), out)
+    return out._replace(model=args.spec)
 
 
 def data_sharding(mesh: Mesh, axis_name: Optional[str] = None) -> NamedSharding:

@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
+import jax
 import numpy as np
 
-from ._em import ModelSpec
 from ._params import MixtureParams
+
+
+class ModelSpec(NamedTuple):
+    """Static (trace-time) description of which parameters EM may change.
+
+    Each ``fixed_*`` is a tuple of ``K`` Python bools; ``equal_scales`` ties all
+    scales to one common value.  Hashable, so it can be a static jit argument,
+    and registered as a *static* pytree (no leaves), so a :class:`FitResult`
+    carries its model through ``jit``, ``vmap`` and ``tree_map`` unchanged.
+    """
+
+    fixed_weights: tuple
+    fixed_means: tuple
+    fixed_scales: tuple
+    equal_scales: bool = False
+
+    @property
+    def n_components(self) -> int:
+        return len(self.fixed_weights)
+
+    @property
+    def scales_free(self) -> bool:
+        """Whether the M-step changes any scale (and so needs second moments)."""
+        return not all(self.fixed_scales)
+
+    @classmethod
+    def free(cls, n_components: int, equal_scales: bool = False) -> "ModelSpec":
+        f = (False,) * n_components
+        return cls(f, f, f, equal_scales)
+
+
+jax.tree_util.register_static(ModelSpec)
 
 FIELDS = MixtureParams._fields
 
