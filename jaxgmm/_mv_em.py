@@ -51,7 +51,7 @@ from jax import lax
 
 from ._batching import broadcast_vmap
 from ._em import times_pow2
-from ._mv_params import COVARIANCE_TYPES, Array, MultivariateParams, MvSpec, make_mv_spec
+from ._mv_params import COVARIANCE_TYPES, Array, MultivariateParams, MvSpec, all_set, make_mv_spec
 from ._params import over_components
 from ._xla import jit
 
@@ -186,6 +186,15 @@ def cholesky(s: Array, floor) -> tuple[Array, Array]:
     return factor, raised
 
 
+def _symmetric(a: Array) -> Array:
+    """``(a + a^T) / 2`` over the last two axes.  Exactly symmetric where ``a`` is a
+    stored array (a ``dot_general`` output, whose two halves sum their products in
+    different association); an elementwise expression may be fused into both reads
+    with multiply-adds contracted differently, so those are written symmetric by
+    construction instead (the scatter in :func:`mv_m_step_from_stats`)."""
+    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
+
+
 def _rounding_floor(cov: Array) -> Array:
     """A pivot floor at the rounding level of each matrix (``(..., D, D)`` to
     ``(...)``): ``D eps`` times its largest diagonal entry (the smallest normal for
@@ -266,7 +275,7 @@ def _moments(resp: Array, dev: Array, sample_weight: Optional[Array], covariance
         second = jnp.sum(weighted * dev, axis=1)[..., None] * jnp.eye(dim, dtype=dev.dtype)
     else:
         second = jnp.einsum("knd,kne->kde", weighted, dev)
-        second = 0.5 * (second + jnp.swapaxes(second, -1, -2))
+        second = _symmetric(second)
     return count, first, second
 
 
@@ -349,7 +358,7 @@ def mv_m_step_from_stats(
     fixed_c = jnp.asarray(spec.fixed_covariances)
     count = stats.count
 
-    if all(spec.fixed_weights):
+    if all_set(spec.fixed_weights):
         weights = params.weights
     else:
         free_mass = 1.0 - over_components(jnp.add, jnp.where(fixed_w, params.weights, 0.0))
@@ -365,7 +374,8 @@ def mv_m_step_from_stats(
         return MultivariateParams(weights, means, params.covariances), no_floor
 
     # Scatter about the new mean; with shift = 0 (fixed or empty) it is `second`.
-    scatter = stats.second - count[:, None, None] * shift[:, :, None] * shift[:, None, :]
+    # (count * (shift_i shift_j), not (count shift_i) shift_j: exactly symmetric.)
+    scatter = stats.second - count[:, None, None] * (shift[:, :, None] * shift[:, None, :])
     floor = jnp.asarray(cov_floor, dtype)
     eye = jnp.eye(dim, dtype=dtype)
     kind = spec.covariance_type
@@ -381,10 +391,9 @@ def mv_m_step_from_stats(
             cov = jnp.broadcast_to(pooled, scatter.shape)
         else:
             cov = scatter / safe_count[:, None, None]
-        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        cov = _symmetric(cov)
         factor, raised = cholesky(cov, floor)
-        lifted = jnp.einsum("...ij,...kj->...ik", factor, factor)
-        lifted = 0.5 * (lifted + jnp.swapaxes(lifted, -1, -2))
+        lifted = _symmetric(jnp.einsum("...ij,...kj->...ik", factor, factor))
         cov = jnp.where(raised[:, None, None], lifted, cov)
     keep = fixed_c if kind == "tied" else fixed_c | ~alive
     covariances = jnp.where(keep[:, None, None], params.covariances, cov)
@@ -402,8 +411,7 @@ def floor_covariances(covariances: Array, cov_floor, covariance_type: str = "ful
         off = covariances * (1 - jnp.eye(covariances.shape[-1], dtype=covariances.dtype))
         return off + var[..., None] * jnp.eye(var.shape[-1], dtype=var.dtype), raised
     factor, raised = cholesky(covariances, cov_floor)
-    lifted = jnp.einsum("...ij,...kj->...ik", factor, factor)
-    lifted = 0.5 * (lifted + jnp.swapaxes(lifted, -1, -2))
+    lifted = _symmetric(jnp.einsum("...ij,...kj->...ik", factor, factor))
     return jnp.where(raised[..., None, None], lifted, covariances), raised
 
 
@@ -447,10 +455,10 @@ def degenerate(count: Array, floored: Array, spec: MvSpec, min_count) -> Array:
     """Whether a fit is degenerate (``()`` bool): a component not entirely fixed
     holds a count at most ``min_count`` (empty), or an estimated covariance sits on
     the floor (``floored`` from :func:`mv_m_step_from_stats`, ``(K,)``)."""
-    any_free = jnp.asarray([not (a and b and c) for a, b, c in
-                            zip(spec.fixed_weights, spec.fixed_means, spec.fixed_covariances)])
+    fixed_c = jnp.asarray(spec.fixed_covariances)
+    any_free = ~(jnp.asarray(spec.fixed_weights) & jnp.asarray(spec.fixed_means) & fixed_c)
     empty = jnp.any(any_free & (count <= min_count))
-    return empty | jnp.any(floored & ~jnp.asarray(spec.fixed_covariances))
+    return empty | jnp.any(floored & ~fixed_c)
 
 
 # ---------------------------------------------------------------- public single steps
@@ -502,13 +510,24 @@ def m_step(
     """
     x, params = _as_float(x, params)
     spec = make_mv_spec(fixed, params.means.shape[-2], covariance_type)
-    std = standardiser(x, sample_weight, covariance_type)
+    return m_step_spec(x, resp, params, spec, sample_weight, cov_floor)
+
+
+def m_step_spec(x: Array, resp: Array, params: MultivariateParams, spec: MvSpec,
+                sample_weight: Optional[Array] = None, cov_floor=0.0) -> MultivariateParams:
+    """:func:`m_step` with the model given as a :class:`MvSpec` (float inputs)."""
+    std = standardiser(x, sample_weight, spec.covariance_type)
     p = std.params_in(params)
     dev = std.data(x)[None, :, :] - p.means[:, None, :]
-    count, first, second = _moments(jnp.asarray(resp, x.dtype).T, dev, sample_weight, covariance_type,
+    count, first, second = _moments(jnp.asarray(resp, x.dtype).T, dev, sample_weight, spec.covariance_type,
                                     spec.covariances_free)
     new, _ = mv_m_step_from_stats(MvStats(count, first, second, None), p, spec, cov_floor)
-    return std.params_out(new)
+    new = std.params_out(new)
+    # Fixed values exactly as given (the round trip through standardised units
+    # rounds them).
+    keep = [jnp.asarray(m).reshape((-1,) + (1,) * (f.ndim - 1)) for m, f in
+            zip((spec.fixed_weights, spec.fixed_means, spec.fixed_covariances), params)]
+    return MultivariateParams(*(jnp.where(m, f, g) for m, f, g in zip(keep, params, new)))
 
 
 def _log_likelihood_one(x, sample_weight, weights, means, covariances):
@@ -526,6 +545,11 @@ def log_likelihood(x: Array, params: MultivariateParams, sample_weight: Optional
     x, params = _as_float(x, params)
     if sample_weight is not None:
         sample_weight = jnp.asarray(sample_weight, x.dtype)
+    return _log_likelihood(x, sample_weight, params)
+
+
+@jit
+def _log_likelihood(x, sample_weight, params):
     fn, args = broadcast_vmap(_log_likelihood_one, (x, sample_weight, *params), (2, 1, 1, 2, 3))
     return fn(*args)
 
@@ -568,4 +592,4 @@ _sample = jit(_sample_impl, static_argnums=(2, 3))
 
 __all__ = ["COVARIANCE_TYPES", "MvStandardiser", "MvStats", "all_finite", "cholesky", "default_cov_floor",
            "degenerate", "e_step", "em_update", "floor_covariances", "largest_change", "log_likelihood",
-           "m_step", "mv_m_step_from_stats", "mv_stats", "sample", "standardiser"]
+           "m_step", "m_step_spec", "mv_m_step_from_stats", "mv_stats", "sample", "standardiser"]

@@ -44,7 +44,9 @@ class MvSpec(NamedTuple):
     """Static (trace-time, hashable) description of which parameters EM may change.
 
     Each ``fixed_*`` is a tuple of ``K`` Python bools; ``covariance_type`` is one
-    of :data:`COVARIANCE_TYPES`.
+    of :data:`COVARIANCE_TYPES`.  The masks may also be boolean arrays of shape
+    ``(K,)`` (e.g. traced, so that one compiled program serves every mask); the
+    M-step then takes its general path, skipping no work.
     """
 
     fixed_weights: tuple
@@ -58,8 +60,8 @@ class MvSpec(NamedTuple):
 
     @property
     def covariances_free(self) -> bool:
-        """Whether the M-step changes any covariance (and so needs second moments)."""
-        return not all(self.fixed_covariances)
+        """Whether the M-step may change a covariance (and so needs second moments)."""
+        return not all_set(self.fixed_covariances)
 
     @classmethod
     def free(cls, n_components: int, covariance_type: str = "full") -> "MvSpec":
@@ -68,6 +70,12 @@ class MvSpec(NamedTuple):
 
 
 FIELDS = MultivariateParams._fields
+
+
+def all_set(mask) -> bool:
+    """Whether a static mask (a tuple of bools) has every entry set; False for an
+    array mask, whose entries may be traced."""
+    return isinstance(mask, tuple) and all(mask)
 
 
 def make_mv_spec(fixed, n_components: int, covariance_type: str = "full") -> MvSpec:
