@@ -13,6 +13,7 @@ JAX to float64 (``--float64``, done before any array exists).
 from __future__ import annotations
 
 import argparse
+import decimal
 import math
 import os
 import re
@@ -27,8 +28,17 @@ class CLIError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    # Option strings, of every subcommand, that take one value (see _attach_negative_values).
+    value_options: set = set()
+
     def error(self, message):  # one line, no usage dump
         raise CLIError(f"{message} (see '{self.prog} --help')")
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and action.nargs is None:
+            _Parser.value_options.update(action.option_strings)
+        return action
 
 
 # --------------------------------------------------------------------------- #
@@ -84,14 +94,6 @@ def _mixture_text(weights, means, scales) -> str:
     return " + ".join(f"{w:g} N({m:g}, sd {s:.6g})" for w, m, s in zip(weights, means, scales))
 
 
-def _check_file_writable(path: Optional[str], option: str) -> None:
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CLIError(f"{option}: folder {folder!r} does not exist")
-
-
 def _enable_x64_if(args) -> None:
     if getattr(args, "float64", False):
         import jax
@@ -99,9 +101,70 @@ def _enable_x64_if(args) -> None:
 
 
 # --------------------------------------------------------------------------- #
+# Limits checked before any work, so that no run dies (or wraps) half-way
+# --------------------------------------------------------------------------- #
+# Replicate indices are uint32 (fold_in takes 32 bits): beyond 2**32 they would wrap and
+# repeat replicates.
+MAX_REPLICATE_INDEX = 2 ** 32 - 1
+# In float32 mode JAX keys a seed by its low 32 bits: seed 2**32 would be seed 0 again.
+MAX_SEED = 2 ** 32 - 1
+# JAX's default integers (sizes, indices, counts) are 32-bit.
+MAX_N = 2 ** 31 - 1
+# Starts per dataset: each carries a fit's state, and k-means++ n distances.
+MAX_STARTS = 100_000
+# Host bytes kept per replicate and per float of the result: estimates and SEs (6K floats),
+# log-likelihood, iterations, status and the permutation; twice while chunks are joined.
+_REPLICATE_FLOATS = 6
+
+
+def _memory_bytes() -> tuple:
+    """(bytes, where) of the default device: a GPU's memory limit, or the host's RAM."""
+    import jax
+
+    device = jax.devices()[0]
+    stats = getattr(device, "memory_stats", lambda: None)() or {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), f"{device.platform} memory"
+    return _host_memory_bytes(), "this machine's memory"
+
+
+def _host_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2 ** 30:,.1f} GiB"
+
+
+def _check_memory(needed: float, available: int, where: str, what: str, advice: str) -> None:
+    """Stop before the work where even a lower bound of its memory does not fit."""
+    if needed > available:
+        raise CLIError(f"{what} needs at least {_gib(needed)}, more than the {_gib(available)} of "
+                       f"{where}; {advice}")
+
+
+def _check_study_limits(args, k: int, itemsize: int) -> None:
+    starts = 1 if args.init == "truth" else args.starts
+    # One chunk's simulated data must fit on the device: n numbers per replicate.
+    chunk = 1 if args.chunk_size is None else min(args.chunk_size, args.reps)
+    available, where = _memory_bytes()
+    _check_memory(float(chunk) * args.n * itemsize * (starts if args.init == "kmeans++" else 1),
+                  available, where, f"a chunk of {chunk} replicate(s) of n = {args.n}",
+                  "use a smaller --n" + (" or --chunk-size" if chunk > 1 else ""))
+    per_rep = (_REPLICATE_FLOATS * k + 1) * itemsize + 4 * (k + 2)
+    _check_memory(2.0 * args.reps * per_rep, _host_memory_bytes(), "this machine's memory",
+                  f"keeping {args.reps} replicates ({per_rep} B each, twice while joined)",
+                  "run fewer --reps")
+
+
+# --------------------------------------------------------------------------- #
 # jaxgmm study
 # --------------------------------------------------------------------------- #
-def _study(args) -> int:
+_STUDY_OUT = (".npz", ".csv", ".json")
+
+
+def _study_truth(args):
+    """The true mixture from --weights/--means/--scales, checked."""
     weights = _floats(args.weights, "--weights")
     means = _floats(args.means, "--means")
     scales = _floats(args.scales, "--scales")
@@ -113,15 +176,45 @@ def _study(args) -> int:
         raise CLIError(f"--weights must sum to 1, got {sum(weights):g}")
     if any(w <= 0 for w in weights) or any(s <= 0 for s in scales):
         raise CLIError("--weights and --scales must be positive")
-    fixed = _parse_fixed(args.fixed, k)
-    _check_file_writable(args.out, "--out")
-    _check_file_writable(args.plot, "--plot")
-    if args.out and not args.out.endswith((".npz", ".csv", ".json")):
-        raise CLIError(f"--out: {args.out!r} must end in .npz, .csv or .json")
-    if args.plot:
-        _require_matplotlib()
+    return weights, means, scales
 
+
+def _study_outputs(args) -> dict:
+    """The --out and --plot files, checked (and their temporary files made) before the study."""
+    from ._outputs import OutputError, OutputFile
+
+    outputs = {}
+    try:
+        if args.out is not None:
+            outputs["out"] = OutputFile("--out", args.out, _STUDY_OUT, args.force)
+        if args.plot is not None:
+            _require_matplotlib()
+            outputs["plot"] = OutputFile("--plot", args.plot, _plot_extensions(), args.force)
+    except (OutputError, CLIError) as err:
+        _discard(outputs)
+        raise CLIError(str(err)) from None
+    return outputs
+
+
+def _discard(outputs: dict) -> None:
+    for output in outputs.values():
+        output.discard()
+
+
+def _study(args) -> int:
+    weights, means, scales = _study_truth(args)
+    k = len(means)
+    fixed = _parse_fixed(args.fixed, k)
     _enable_x64_if(args)
+    _check_study_limits(args, k, 8 if args.float64 else 4)
+    outputs = _study_outputs(args)
+    try:
+        return _run_study(args, weights, means, scales, fixed, outputs)
+    finally:
+        _discard(outputs)  # a failed or interrupted study leaves no temporary files
+
+
+def _run_study(args, weights, means, scales, fixed, outputs: dict) -> int:
     import jax.numpy as jnp
 
     from ._params import MixtureParams
@@ -135,20 +228,33 @@ def _study(args) -> int:
                       accelerate=None if args.accelerate == "none" else args.accelerate,
                       progress=False if args.no_progress else None)
     summary = res.summary()
-    est_names = summary.names
+    _print_study(args, res, summary, weights, means, scales, fixed, init)
+    if "out" in outputs:
+        outputs["out"].write(res.save)
+        print(f"saved: {args.out}")
+    if "plot" in outputs:
+        title = _mixture_text(weights, means, scales)
+        outputs["plot"].write(lambda path: _plot(res, summary, path, title, args.n))
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _print_study(args, res, summary, weights, means, scales, fixed, init) -> None:
+    from ._params import MixtureParams
+
+    k = len(means)
     fixed_names = [f"{sym}_{j + 1}" for f, sym in zip(MixtureParams._fields, ("pi", "mu", "sigma"))
                    for j in range(k) if getattr(fixed, f)[j]]
     start = "the truth" if init is None else f"the best of {args.starts} {init} starts"
-    print(f"{PROG} study: {args.reps} replicates of n = {args.n} from {_mixture_text(weights, means, scales)}")
-    print(f"estimated: {', '.join(est_names) or 'nothing'}; fixed at the truth: {', '.join(fixed_names) or 'nothing'}"
+    print(f"{PROG} study: {res.reps} replicates of n = {args.n} from {_mixture_text(weights, means, scales)}")
+    print(f"estimated: {', '.join(summary.names) or 'nothing'}; fixed at the truth: {', '.join(fixed_names) or 'nothing'}"
           f"{'; equal scales' if args.equal_scales else ''}; fits start at {start}"
           f"{'; SQUAREM' if args.accelerate == 'squarem' else ''}; {res.design['dtype']}")
     print()
     print(summary)
     print()
-    conv = res.converged
     steps = "E-steps" if args.accelerate == "squarem" else "EM iterations"
-    print(f"converged: {int(conv.sum())} of {res.reps} replicates; mean {steps} "
+    print(f"converged: {int(res.converged.sum())} of {res.reps} replicates; mean {steps} "
           f"{float(res.n_iter.mean()):.1f}; statistics use the converged replicates; "
           "cover95 = share of 95% Wald intervals (observed information) holding the truth")
     t = res.timing
@@ -158,13 +264,6 @@ def _study(args) -> int:
     hint = _compile_cache_hint(_compile_cache_dir(), t["compile_s"])
     if hint:
         print(hint)
-    if args.out:
-        res.save(args.out)
-        print(f"saved: {args.out}")
-    if args.plot:
-        _plot(res, summary, args.plot, _mixture_text(weights, means, scales), args.n)
-        print(f"plot: {args.plot}")
-    return 0
 
 
 def _compile_cache_dir() -> Optional[str]:
@@ -198,6 +297,13 @@ def _require_matplotlib() -> None:
     except ImportError:
         raise CLIError("--plot needs matplotlib, which is not installed; "
                        "install it with: pip install 'jaxgmm[plot]'") from None
+
+
+def _plot_extensions() -> tuple:
+    """The file types matplotlib can save (``.png``, ``.pdf``, ``.svg``, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(sorted("." + ext for ext in FigureCanvasBase.get_supported_filetypes()))
 
 
 def _plot(res, summary, path: str, title: str, n: int) -> None:
@@ -266,6 +372,7 @@ def _fit(args) -> int:
         raise CLIError("--kmax chooses K itself: leave out -k and fixed values")
     if data.size < 2:
         raise CLIError(f"{args.file!r} holds {data.size} usable number(s); need at least 2")
+    _check_float32_range(data, args)
     fixed_w = [v for v in given.get("weights", []) if v is not None]
     if fixed_w:
         mass = sum(fixed_w)
@@ -279,6 +386,7 @@ def _fit(args) -> int:
         raise CLIError("--scales: fixed scales must be positive")
 
     _enable_x64_if(args)
+    _check_fit_limits(args, data.size, 8 if args.float64 else 4)
     import jax
     import jax.numpy as jnp
 
@@ -345,6 +453,33 @@ def _fit(args) -> int:
     return 0 if status == Status.CONVERGED else 1
 
 
+def _check_float32_range(data, args) -> None:
+    """float32 holds magnitudes up to 3.4e38: a larger number would become inf."""
+    import numpy as np
+
+    if args.float64 or data.size == 0:
+        return
+    big = float(np.max(np.abs(data)))
+    if big > float(np.finfo(np.float32).max):
+        raise CLIError(f"{args.file!r} holds {big:g}, beyond float32's range "
+                       f"(+-{float(np.finfo(np.float32).max):.3g}); pass --float64")
+
+
+def _check_fit_limits(args, n: int, itemsize: int) -> None:
+    """Work that cannot fit in memory stops here, not as an out-of-memory crash later."""
+    if args.init == "kmeans++":
+        # k-means++ keeps each start's distances to its nearest centre: n numbers per start.
+        available, where = _memory_bytes()
+        _check_memory(float(args.restarts) * n * itemsize, available, where,
+                      f"--restarts {args.restarts} k-means++ starts on n = {n} numbers",
+                      f"use fewer --restarts (at most about {max(1, available // (n * itemsize))} here)")
+    k = args.kmax or args.k
+    per_resample = (_REPLICATE_FLOATS * k + 1) * itemsize + 4 * (k + 2)
+    _check_memory(2.0 * args.bootstrap * per_resample, _host_memory_bytes(), "this machine's memory",
+                  f"keeping {args.bootstrap} bootstrap resamples ({per_resample} B each, twice while "
+                  "joined)", "use fewer --bootstrap resamples")
+
+
 def _print_table(params, se, fixed, k: int) -> None:
     import numpy as np
 
@@ -373,23 +508,45 @@ def _print_table(params, se, fixed, k: int) -> None:
 # --------------------------------------------------------------------------- #
 # Entry point
 # --------------------------------------------------------------------------- #
-def _int_at_least(lowest: int, what: str):
-    """An argparse type: an integer >= ``lowest``, with a one-line error otherwise."""
+def _int_at_least(lowest: int, what: str, highest: Optional[int] = None, why: str = ""):
+    """An argparse type: an integer in [lowest, highest], with a one-line error otherwise."""
 
     def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
+        v = _integer(text)
+        if v is None:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if v < lowest:
             raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
+        if highest is not None and v > highest:
+            raise argparse.ArgumentTypeError(f"must be at most {highest}{why}, got {v}")
         return v
 
     return parse
 
 
+def _integer(text: str) -> Optional[int]:
+    """``text`` as an exact integer: ``1000000``, ``1_000_000`` or ``1e6``; None otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if not re.fullmatch(r"\s*\d+(\.\d*)?[eE]\+?\d{1,3}\s*", text):
+        return None
+    try:  # decimal arithmetic: 1e20 is exactly 10**20, 1.5e0 is no integer
+        v = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
+        return None
+    return int(v) if v == v.to_integral_value() else None
+
+
 _positive_int = _int_at_least(1, "a positive integer")
 _nonnegative_int = _int_at_least(0, ">= 0")
+_seed = _int_at_least(0, ">= 0", MAX_SEED, " (2**32 - 1: in JAX's 32-bit mode a larger seed repeats a smaller one)")
+_sample_size = _int_at_least(1, "a positive integer", MAX_N, " (2**31 - 1: JAX sizes are 32-bit integers)")
+_replicates = _int_at_least(1, "a positive integer", MAX_REPLICATE_INDEX + 1, " (2**32 replicate indices)")
+_resamples = _int_at_least(0, ">= 0", MAX_REPLICATE_INDEX + 1, " (2**32 replicate indices)")
+_starts = _int_at_least(1, "a positive integer", MAX_STARTS,
+                        " (each start is a whole fit; beyond that their state alone fills memory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,8 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Monte Carlo study: simulate, fit, summarise bias/SD/SE/coverage. "
                        "With no options: the textbook example, n = 1000 from 0.2 N(0, 1) + 0.8 N(5, 2) "
                        "(variance 2, so sd sqrt(2)), scales known, estimating mu_1, mu_2 and the weights.")
-    s.add_argument("--n", type=_positive_int, default=1000, help="observations per dataset (default 1000)")
-    s.add_argument("--reps", type=_positive_int, default=10_000, help="replicates (default 10000)")
+    s.add_argument("--n", type=_sample_size, default=1000, help="observations per dataset (default 1000)")
+    s.add_argument("--reps", type=_replicates, default=10_000, help="replicates (default 10000)")
     s.add_argument("--weights", default="0.2,0.8", help="true weights, comma-separated (default 0.2,0.8)")
     s.add_argument("--means", default="0,5", help="true means (default 0,5)")
     s.add_argument("--scales", default=f"1,{math.sqrt(2)!r}",
@@ -414,8 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--equal-scales", action="store_true", help="fit one common scale")
     s.add_argument("--init", choices=("truth", "kmeans++", "quantile"), default="truth",
                    help="start each fit at the truth (default) or from data-driven starts")
-    s.add_argument("--starts", type=_positive_int, default=10, help="data-driven starts per replicate (default 10)")
-    s.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
+    s.add_argument("--starts", type=_starts, default=10, help="data-driven starts per replicate (default 10)")
+    s.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     s.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")
     s.add_argument("--accelerate", choices=("none", "squarem"), default="none",
                    help="SQUAREM extrapolation: fewer passes over the data where EM is slow, "
@@ -423,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-size", type=_positive_int, default=None, help="replicates per compiled call")
     s.add_argument("--out", metavar="FILE", help="save results: .npz (all arrays), .csv (per replicate) or .json (summary)")
     s.add_argument("--plot", metavar="FILE.png", help="draw the sampling distributions (needs matplotlib)")
+    s.add_argument("--force", action="store_true", help="overwrite existing --out/--plot files")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(run=_study)
 
@@ -433,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("file", help="data: .npy, or text/CSV with one column (or pick one with --column)")
     f.add_argument("-k", type=_positive_int, default=None, help="number of components (default 2)")
     f.add_argument("--kmax", type=_positive_int, default=None, help="fit K = 1..KMAX and report AIC/BIC; show the BIC choice")
-    f.add_argument("--restarts", type=_positive_int, default=10, help="random starts (default 10)")
+    f.add_argument("--restarts", type=_starts, default=10, help="random starts (default 10)")
     f.add_argument("--init", choices=("kmeans++", "quantile"), default="kmeans++", help="start method")
     f.add_argument("--weights", help="fixed weights, e.g. 0.2,_ ")
     f.add_argument("--means", help="fixed means, e.g. 55,_ holds mu_1 at 55")
@@ -443,9 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--decimal", choices=("auto", ".", ","), default="auto",
                    help="decimal mark: ',' reads 1,5 as 1.5; '.' reads commas as column separators; "
                         "auto (default) stops with a message on numbers that look like 1,5")
-    f.add_argument("--bootstrap", type=_nonnegative_int, default=0, metavar="B",
+    f.add_argument("--bootstrap", type=_resamples, default=0, metavar="B",
                    help="also report nonparametric bootstrap SEs and percentile intervals from B resamples")
-    f.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
+    f.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     f.add_argument("--float64", action="store_true", help="compute in float64")
     f.set_defaults(run=_fit)
     return parser
@@ -455,7 +613,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 fit did not converge, 2 error)."""
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = parser.parse_args(_attach_negative_values(argv))
         if args.command is None:
             parser.print_help()
             return 2
@@ -477,11 +636,56 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # host memory, e.g. a .npy file larger than the machine's memory
+        print(f"{PROG}: error: out of memory (host); {_memory_advice(argv)}", file=sys.stderr)
+        return 2
     except Exception as err:  # device out of memory is the user's to fix; anything else is a bug
-        if "RESOURCE_EXHAUSTED" in str(err):
-            print(f"{PROG}: error: out of device memory; try a smaller --chunk-size", file=sys.stderr)
+        if "RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err):
+            print(f"{PROG}: error: out of device memory; {_memory_advice(argv)}", file=sys.stderr)
             return 2
         raise
+
+
+def _memory_advice(argv) -> str:
+    if argv and argv[0] == "study":
+        return "try a smaller --chunk-size, --n or --starts"
+    if argv and argv[0] == "fit":
+        return "try fewer --restarts or --bootstrap resamples, or a smaller -k/--kmax"
+    return "try a smaller problem"
+
+
+def _attach_negative_values(argv: list) -> list:
+    """``--means -1,5`` as ``--means=-1,5``.
+
+    argparse takes a word that starts with ``-`` for an option unless it is one plain
+    negative number, so ``--means -1,5`` stopped with "expected one argument". An option
+    that takes a value, followed by a word that starts like a negative number (``-1``,
+    ``-.5``, ``-1,5``, ``-1e3``, ``-inf``), gets that word as its value.
+    """
+    takes_value = _Parser.value_options
+    out, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":  # everything after it is positional
+            return out + argv[i:]
+        if (i + 1 < len(argv) and _resolve(word, takes_value)
+                and re.match(r"-(\.?\d|inf|nan)", argv[i + 1], re.IGNORECASE)):
+            out.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
+def _resolve(word: str, options: set) -> bool:
+    """Whether ``word`` names a value option, written out or abbreviated (``--mean``)."""
+    if "=" in word or not word.startswith("-"):
+        return False
+    if word in options:
+        return True
+    matches = [o for o in options if o.startswith("--") and o.startswith(word) and len(word) > 2]
+    return len(set(matches)) == 1
 
 
 if __name__ == "__main__":  # pragma: no cover
