@@ -163,7 +163,7 @@ def _model_from(meta: dict, where):
     model = meta.get("model")
     if model is None:
         return None
-    from ._em import ModelSpec
+    from ._spec import ModelSpec
 
     try:
         return ModelSpec(*(tuple(bool(b) for b in model[n]) for n in _MODEL_FIELDS[:3]),
