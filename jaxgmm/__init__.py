@@ -41,6 +41,8 @@ from ._loop import default_tol as default_tol
 from ._params import FitResult as FitResult
 from ._params import MixtureParams as MixtureParams
 from ._params import Status as Status
+from ._plot import plot_fit as plot_fit
+from ._plot import plot_qq as plot_qq
 from ._results import StudyInterrupted as StudyInterrupted
 from ._results import merge_studies as merge_studies
 from ._sharding import batch_mesh as batch_mesh
@@ -101,6 +103,8 @@ __all__ = [
     "monte_carlo_grid",
     "n_parameters",
     "pdf",
+    "plot_fit",
+    "plot_qq",
     "ppf",
     "predict",
     "predict_proba",
