@@ -9,9 +9,13 @@ one file system: a reader sees the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
+import signal
 import stat
 import tempfile
+import threading
 from typing import Callable, Optional, Sequence
 
 
@@ -20,7 +24,8 @@ class OutputError(ValueError):
 
 
 class OutputFile:
-    """The file ``option`` names, checked now; :meth:`write` fills it, :meth:`discard` gives up."""
+    """The file ``option`` names, checked now; :meth:`write` (or :meth:`open` and
+    :meth:`commit`) fills it, :meth:`discard` gives up."""
 
     def __init__(self, option: str, path: str, extensions: Sequence[str], force: bool = False):
         self.option, self.path = option, path
@@ -36,16 +41,33 @@ class OutputFile:
 
     def write(self, fill: Callable[[str], None]) -> None:
         """``fill(temporary_path)`` writes the content; then it replaces the target at once."""
-        if self._tmp is None:
-            raise RuntimeError(f"{self.option} {self.path!r} was already written or discarded")
+        self._check_open()
         try:
             fill(self._tmp)
+        except BaseException:
+            self.discard()
+            raise
+        self.commit()
+
+    def open(self, mode: str = "w", **kwargs):
+        """The temporary file, opened: for content written piece by piece, then :meth:`commit`."""
+        self._check_open()
+        return open(self._tmp, mode, **kwargs)
+
+    def commit(self) -> None:
+        """Put the temporary file in the target's place (one rename)."""
+        self._check_open()
+        try:
             os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from others
             os.replace(self._tmp, self.target)
         except BaseException:
             self.discard()
             raise
         self._tmp = None
+
+    def _check_open(self) -> None:
+        if self._tmp is None:
+            raise RuntimeError(f"{self.option} {self.path!r} was already written or discarded")
 
     def discard(self) -> None:
         """Remove the temporary file (no-op after :meth:`write`)."""
@@ -89,3 +111,48 @@ def _umask() -> int:
     mask = os.umask(0)  # the only way to read it; set back at once
     os.umask(mask)
     return mask
+
+
+class RowStream:
+    """CSV rows written to an :class:`OutputFile` chunk by chunk, as a study finishes them.
+
+    A chunk's rows are written with Ctrl-C held back until they are all in the file, so an
+    interrupted study leaves whole chunks behind; ``rows`` counts what the file holds.
+    """
+
+    def __init__(self, output: OutputFile, header: Sequence[str]):
+        self.output, self.rows = output, 0
+        self._fh = output.open("w", newline="")
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(header)
+
+    def add(self, rows) -> None:
+        rows = list(rows)
+        with _sigint_held():
+            self._writer.writerows(rows)
+            self._fh.flush()
+            self.rows += len(rows)
+
+    def commit(self) -> None:
+        self._fh.close()
+        self.output.commit()
+
+    def discard(self) -> None:
+        self._fh.close()
+        self.output.discard()
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold a Ctrl-C back until the block is done, then raise it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers; Python runs them there
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt

@@ -103,9 +103,10 @@ def _enable_x64_if(args) -> None:
 # --------------------------------------------------------------------------- #
 # Limits checked before any work, so that no run dies (or wraps) half-way
 # --------------------------------------------------------------------------- #
-# Replicate indices are uint32 (fold_in takes 32 bits): beyond 2**32 they would wrap and
-# repeat replicates.
-MAX_REPLICATE_INDEX = 2 ** 32 - 1
+# Global replicate indices: jaxgmm._runner.MAX_REPLICATES (two 32-bit words, below 2**63).
+MAX_REPLICATES = 2 ** 63
+# Bootstrap resample indices are one 32-bit word.
+MAX_RESAMPLES = 2 ** 32
 # In float32 mode JAX keys a seed by its low 32 bits: seed 2**32 would be seed 0 again.
 MAX_SEED = 2 ** 32 - 1
 # JAX's default integers (sizes, indices, counts) are 32-bit.
@@ -151,10 +152,16 @@ def _check_study_limits(args, k: int, itemsize: int) -> None:
     _check_memory(float(chunk) * args.n * itemsize * (starts if args.init == "kmeans++" else 1),
                   available, where, f"a chunk of {chunk} replicate(s) of n = {args.n}",
                   "use a smaller --n" + (" or --chunk-size" if chunk > 1 else ""))
+    if args.offset + args.reps > MAX_REPLICATES:
+        raise CLIError(f"--offset + --reps must be at most {MAX_REPLICATES} (2**63 replicate "
+                       f"indices), got {args.offset + args.reps}")
+    if not _keeps_replicates(args):
+        return  # running sums only: memory does not grow with --reps
     per_rep = (_REPLICATE_FLOATS * k + 1) * itemsize + 4 * (k + 2)
     _check_memory(2.0 * args.reps * per_rep, _host_memory_bytes(), "this machine's memory",
-                  f"keeping {args.reps} replicates ({per_rep} B each, twice while joined)",
-                  "run fewer --reps")
+                  f"keeping {args.reps} replicates ({per_rep} B each, twice while joined) for "
+                  f"{'--plot' if args.plot else '--out .npz'}",
+                  "run fewer --reps, or write .csv/.json (streamed, bounded memory)")
 
 
 # --------------------------------------------------------------------------- #
@@ -214,29 +221,92 @@ def _study(args) -> int:
         _discard(outputs)  # a failed or interrupted study leaves no temporary files
 
 
+def _keeps_replicates(args) -> bool:
+    """Whether the study must hold every replicate: for a .npz file or the plot's histograms.
+
+    Otherwise the host keeps running sums only, and a .csv --out receives the rows as the
+    chunks finish: memory stays bounded whatever --reps is.
+    """
+    return args.plot is not None or (args.out or "").lower().endswith(".npz")
+
+
 def _run_study(args, weights, means, scales, fixed, outputs: dict) -> int:
     import jax.numpy as jnp
 
     from ._params import MixtureParams
-    from ._study import monte_carlo
+    from ._study import StudyInterrupted, monte_carlo
 
     dtype = jnp.float64 if args.float64 else None
     truth = MixtureParams(*(jnp.asarray(v, dtype) for v in (weights, means, scales)))
     init = None if args.init == "truth" else args.init
-    res = monte_carlo(args.seed, truth, args.n, args.reps, init=init, n_starts=args.starts,
-                      fixed=fixed, equal_scales=args.equal_scales, chunk_size=args.chunk_size,
-                      accelerate=None if args.accelerate == "none" else args.accelerate,
-                      progress=False if args.no_progress else None)
+    rows = _RowSink(outputs.get("out"))
+    try:
+        res = monte_carlo(args.seed, truth, args.n, args.reps, init=init, n_starts=args.starts,
+                          fixed=fixed, equal_scales=args.equal_scales, chunk_size=args.chunk_size,
+                          accelerate=None if args.accelerate == "none" else args.accelerate,
+                          progress=False if args.no_progress else None, offset=args.offset,
+                          keep_replicates=_keeps_replicates(args), on_chunk=rows.on_chunk)
+    except StudyInterrupted as stop:
+        return _interrupted(args, stop, outputs, rows, (weights, means, scales, fixed, init))
     summary = res.summary()
     _print_study(args, res, summary, weights, means, scales, fixed, init)
     if "out" in outputs:
-        outputs["out"].write(res.save)
+        rows.commit() if rows.streaming else outputs["out"].write(res.save)
         print(f"saved: {args.out}")
     if "plot" in outputs:
         title = _mixture_text(weights, means, scales)
         outputs["plot"].write(lambda path: _plot(res, summary, path, title, args.n))
         print(f"plot: {args.plot}")
     return 0
+
+
+class _RowSink:
+    """Streams a study's per-replicate rows into a .csv --out as each chunk finishes."""
+
+    def __init__(self, output):
+        self.output = output
+        self.streaming = output is not None and output.extension == ".csv"
+        self.stream = None
+
+    @property
+    def on_chunk(self):
+        return self._add if self.streaming else None
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.stream is None else self.stream.rows
+
+    def _add(self, block) -> None:
+        from ._outputs import RowStream
+
+        if self.stream is None:  # the header comes with the first block
+            self.stream = RowStream(self.output, block.replicate_columns())
+        self.stream.add(block.replicate_rows())
+
+    def commit(self) -> None:
+        self.stream.commit()
+
+
+def _interrupted(args, stop, outputs: dict, rows: _RowSink, design) -> int:
+    """Ctrl-C: show and save the replicates that finished, and say how to go on from there."""
+    part = stop.partial
+    # A streamed file holds whole chunks only: it, not the study, says where to resume.
+    done = rows.rows if rows.streaming else part.reps
+    saved = ""
+    if done and "out" in outputs:
+        rows.commit() if rows.streaming else outputs["out"].write(part.save)
+        saved = f"; replicates {args.offset}..{args.offset + done - 1} saved to {args.out}"
+    if part.reps:
+        weights, means, scales, fixed, init = design
+        _print_study(args, part, part.summary(), weights, means, scales, fixed, init)
+    rest = args.reps - done
+    chunk = part.design.get("chunk_size")
+    print(f"{PROG}: interrupted after {done} of {args.reps} replicates{saved or '; nothing saved'}; "
+          f"resume with --offset {args.offset + done} --reps {rest}"
+          + (f" --chunk-size {chunk}" if chunk else "")
+          + " and the other options as before" + (" (and another --out)" if saved else ""),
+          file=sys.stderr)
+    return 130
 
 
 def _print_study(args, res, summary, weights, means, scales, fixed, init) -> None:
@@ -246,7 +316,9 @@ def _print_study(args, res, summary, weights, means, scales, fixed, init) -> Non
     fixed_names = [f"{sym}_{j + 1}" for f, sym in zip(MixtureParams._fields, ("pi", "mu", "sigma"))
                    for j in range(k) if getattr(fixed, f)[j]]
     start = "the truth" if init is None else f"the best of {args.starts} {init} starts"
-    print(f"{PROG} study: {res.reps} replicates of n = {args.n} from {_mixture_text(weights, means, scales)}")
+    block = f" (replicates {res.offset}..{res.offset + res.reps - 1})" if res.offset else ""
+    print(f"{PROG} study: {res.reps} replicates{block} of n = {args.n} from "
+          f"{_mixture_text(weights, means, scales)}")
     print(f"estimated: {', '.join(summary.names) or 'nothing'}; fixed at the truth: {', '.join(fixed_names) or 'nothing'}"
           f"{'; equal scales' if args.equal_scales else ''}; fits start at {start}"
           f"{'; SQUAREM' if args.accelerate == 'squarem' else ''}; {res.design['dtype']}")
@@ -254,8 +326,8 @@ def _print_study(args, res, summary, weights, means, scales, fixed, init) -> Non
     print(summary)
     print()
     steps = "E-steps" if args.accelerate == "squarem" else "EM iterations"
-    print(f"converged: {int(res.converged.sum())} of {res.reps} replicates; mean {steps} "
-          f"{float(res.n_iter.mean()):.1f}; statistics use the converged replicates; "
+    print(f"converged: {res.status_counts()['CONVERGED']} of {res.reps} replicates; mean {steps} "
+          f"{res.mean_n_iter:.1f}; statistics use the converged replicates; "
           "cover95 = share of 95% Wald intervals (observed information) holding the truth")
     t = res.timing
     n_fits = res.reps * res.design["n_starts"]
@@ -543,8 +615,9 @@ _positive_int = _int_at_least(1, "a positive integer")
 _nonnegative_int = _int_at_least(0, ">= 0")
 _seed = _int_at_least(0, ">= 0", MAX_SEED, " (2**32 - 1: in JAX's 32-bit mode a larger seed repeats a smaller one)")
 _sample_size = _int_at_least(1, "a positive integer", MAX_N, " (2**31 - 1: JAX sizes are 32-bit integers)")
-_replicates = _int_at_least(1, "a positive integer", MAX_REPLICATE_INDEX + 1, " (2**32 replicate indices)")
-_resamples = _int_at_least(0, ">= 0", MAX_REPLICATE_INDEX + 1, " (2**32 replicate indices)")
+_replicates = _int_at_least(1, "a positive integer", MAX_REPLICATES, " (2**63 replicate indices)")
+_offset = _int_at_least(0, ">= 0", MAX_REPLICATES - 1, " (2**63 replicate indices)")
+_resamples = _int_at_least(0, ">= 0", MAX_RESAMPLES, " (2**32 resample indices)")
 _starts = _int_at_least(1, "a positive integer", MAX_STARTS,
                         " (each start is a whole fit; beyond that their state alone fills memory)")
 
@@ -577,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accelerate", choices=("none", "squarem"), default="none",
                    help="SQUAREM extrapolation: fewer passes over the data where EM is slow, "
                         "e.g. overlapping components (default none)")
+    s.add_argument("--offset", type=_offset, default=0,
+                   help="global index of the first replicate (default 0): replicates OFFSET.. of the same "
+                        "study, to resume an interrupted run or split one over jobs")
     s.add_argument("--chunk-size", type=_positive_int, default=None, help="replicates per compiled call")
     s.add_argument("--out", metavar="FILE", help="save results: .npz (all arrays), .csv (per replicate) or .json (summary)")
     s.add_argument("--plot", metavar="FILE.png", help="draw the sampling distributions (needs matplotlib)")
