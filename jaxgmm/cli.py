@@ -113,8 +113,9 @@ MAX_SEED = 2 ** 32 - 1
 MAX_N = 2 ** 31 - 1
 # Starts per dataset: each carries a fit's state, and k-means++ n distances.
 MAX_STARTS = 100_000
-# Host bytes kept per replicate and per float of the result: estimates and SEs (6K floats),
-# log-likelihood, iterations, status and the permutation; twice while chunks are joined.
+# Floats kept per component of every replicate: its estimates and SEs of three fields. With
+# the log-likelihood, iterations, status and permutation that is the host's bytes per
+# replicate, held twice while the chunks are joined.
 _REPLICATE_FLOATS = 6
 
 
@@ -149,9 +150,12 @@ def _check_study_limits(args, k: int, itemsize: int) -> None:
     # One chunk's simulated data must fit on the device: n numbers per replicate.
     chunk = 1 if args.chunk_size is None else min(args.chunk_size, args.reps)
     available, where = _memory_bytes()
-    _check_memory(float(chunk) * args.n * itemsize * (starts if args.init == "kmeans++" else 1),
-                  available, where, f"a chunk of {chunk} replicate(s) of n = {args.n}",
-                  "use a smaller --n" + (" or --chunk-size" if chunk > 1 else ""))
+    kmeans = args.init == "kmeans++"  # each start keeps n distances to its nearest centre
+    _check_memory(float(chunk) * args.n * itemsize * (starts if kmeans else 1), available, where,
+                  f"a chunk of {chunk} replicate(s) of n = {args.n}"
+                  + (f" with {starts} k-means++ starts each" if kmeans else ""),
+                  "use a smaller --n" + (" or --chunk-size" if chunk > 1 else "")
+                  + (" or fewer --starts" if kmeans else ""))
     if args.offset + args.reps > MAX_REPLICATES:
         raise CLIError(f"--offset + --reps must be at most {MAX_REPLICATES} (2**63 replicate "
                        f"indices), got {args.offset + args.reps}")
@@ -587,10 +591,11 @@ def _int_at_least(lowest: int, what: str, highest: Optional[int] = None, why: st
         v = _integer(text)
         if v is None:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        shown = text if len(text) < 40 else text[:20] + "..."  # 1e999 is 1000 digits long
         if v < lowest:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {shown}")
         if highest is not None and v > highest:
-            raise argparse.ArgumentTypeError(f"must be at most {highest}{why}, got {v}")
+            raise argparse.ArgumentTypeError(f"must be at most {highest}{why}, got {shown}")
         return v
 
     return parse

@@ -135,3 +135,33 @@ def one_line(capsys, argv) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     return err
+
+
+@pytest.mark.slow
+def test_real_sigint_saves_whole_chunks_and_the_resume_point(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "r.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "jaxgmm", "study", "--n", "50", "--reps", "1e8",
+                             "--chunk-size", "500", "--no-progress", "--out", str(target)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # until the temporary file holds a chunk's rows
+            parts = [p for p in tmp_path.iterdir() if p.name.endswith(".part.csv")]
+            if parts and parts[0].stat().st_size > 10_000:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    table = rows(target)
+    done = len(table) - 1
+    assert done > 0 and done % 500 == 0
+    assert [int(r[0]) for r in table[1:]] == list(range(done))
+    assert f"--offset {done} --reps {10 ** 8 - done} --chunk-size 500" in err
+    assert os.listdir(tmp_path) == ["r.csv"]
