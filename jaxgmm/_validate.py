@@ -87,7 +87,7 @@ def _object_to_float(arr: np.ndarray, name: str) -> np.ndarray:
     for v in arr.flat:
         if not isinstance(v, numbers.Real):
             kind = type(v).__name__
-            hint = ("numeric strings are not parsed: convert them first, e.g. np.asarray(x, dtype=float)"
+            hint = ("numeric strings are not parsed: convert them first, e.g. np.asarray(..., dtype=float)"
                     if isinstance(v, (str, bytes)) else
                     "use NaN for a missing value (nan_policy='omit' treats it as absent)"
                     if v is None or kind == "NAType" else "pass real numbers")
@@ -180,7 +180,7 @@ def _check_real(dt, name: str, what: str = "real numbers") -> None:
         raise TypeError(f"{name} must be {what}, got {got}")
     if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or dt == np.bool_):
         hint = (" (strings are not parsed as numbers: convert them first, e.g. "
-                "np.asarray(x, dtype=float))" if dt.kind in "US" else "")
+                "np.asarray(..., dtype=float))" if dt.kind in "US" else "")
         raise TypeError(f"{name} must be numeric, got dtype {dt}{hint}")
 
 
@@ -471,18 +471,23 @@ def check_bool(value, name: str) -> bool:
 
 
 def as_count(value, name: str, minimum: int = 1) -> int:
-    """A Python int ``>= minimum`` from an integer ``value`` (``3.0`` counts as 3).
+    """A Python int in ``[minimum, 2**31)`` from an integer ``value`` (``3.0`` counts as 3).
 
     Counts set shapes and loop lengths at trace time, so a traced value is a
     ``TypeError`` too.
     """
     if isinstance(value, jax.core.Tracer):
         raise TypeError(f"{name} must be a concrete integer (it sets a shape), got a traced value")
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    number = _concrete_number(value, name, kind=int)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        number = int(value)  # Python ints of any size
+    elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+        number = int(value)  # 100.0 is an acceptable way to write 100
+    else:
+        number = _concrete_number(value, name, kind=int)
     if number < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if number > np.iinfo(np.int32).max:
+        raise ValueError(f"{name} must be an integer < 2**31, got {value!r}")
     return int(number)
 
 

@@ -256,6 +256,40 @@ def test_bad_input_is_rejected(call, exc, pattern):
         call()
 
 
+@settings(max_examples=property_examples(30), deadline=None)
+@given(value=st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.none(),
+                       st.sampled_from(["no", "False", "", 0, 1, (), [True]])))
+def test_property_equal_scales_must_be_a_bool(value):
+    # bool("no") is True: before, equal_scales="no" fitted equal scales.
+    with pytest.raises(TypeError, match=r"equal_scales must be True or False, got "):
+        jaxgmm.n_parameters(2, equal_scales=value)
+
+
+@settings(max_examples=property_examples(30), deadline=None)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=8),
+       as_object=st.booleans())
+def test_property_numeric_strings_are_a_type_error_naming_the_argument(values, as_object):
+    strings = np.array([repr(v) for v in values], dtype=object if as_object else None)
+    for name, call in [("x", lambda: _validate.as_data(strings)),
+                       ("sample_weight", lambda: _validate.as_sample_weight(strings, jnp.ones(len(values)))),
+                       ("init.means", lambda: _validate.as_params(START._replace(means=strings[:1]), DTYPE))]:
+        with pytest.raises(TypeError, match=rf"^{name.replace('.', '[.]')} must (be numeric|hold real numbers)"):
+            call()
+
+
+@settings(max_examples=property_examples(30), deadline=None)
+@given(value=st.one_of(st.integers(max_value=0), st.floats().filter(lambda v: not float(v).is_integer()),
+                       st.text(max_size=3), st.none()))
+def test_property_counts_must_be_positive_integers(value):
+    exc = ValueError if isinstance(value, int) else TypeError
+    calls = [lambda: jaxgmm.n_parameters(value)]
+    if value is not None:  # n_starts=None: one start, no leading axis
+        calls.append(lambda: jaxgmm.init_params(KEY, X, 2, n_starts=value))
+    for call in calls:
+        with pytest.raises(exc, match=r"(n_components|n_starts) must be an integer"):
+            call()
+
+
 def test_bool_like_options_that_are_bools_are_accepted():
     for value in (True, np.bool_(True), np.array(True)):
         assert jaxgmm.n_parameters(3, equal_scales=value) == 6
@@ -429,7 +463,7 @@ def test_init_params_omit_equals_dropping_the_values():
     for g, z, wnt in zip(got, zero, want):
         np.testing.assert_allclose(np.asarray(g), np.asarray(wnt), rtol=rtol_for(X.size))
         np.testing.assert_allclose(np.asarray(z), np.asarray(wnt), rtol=rtol_for(X.size))
-    kpp = jaxgmm.init_params(KEY, x, 3, n_starts=4, nan_policy="omit")
+    kpp = jaxgmm.init_params(KEY, x, 2, nan_policy="omit")
     assert all(np.all(np.isfinite(np.asarray(f))) for f in kpp)
 
 
@@ -448,8 +482,11 @@ def test_select_components_with_nan_policy_omit():
     ll = np.asarray(choice.loglik, np.float64)
     np.testing.assert_allclose(np.asarray(choice.bic), np.array(choice.n_params) * np.log(n) - 2 * ll,
                                rtol=rtol_for(10))
-    for res in choice.results:
+    for k, res in enumerate(choice.results):
         assert int(res.status) == Status.CONVERGED
+        # The results (chosen by best_of) remember their model: no count needed.
+        assert float(jaxgmm.aic(res)) == float(choice.aic[k])
+        assert float(jaxgmm.bic(res, n)) == pytest.approx(float(choice.bic[k]), rel=rtol_for(4))
 
 
 def default_rel():
@@ -471,3 +508,61 @@ def test_standard_errors_with_nan_policy_omit_equal_those_of_the_values_present(
     cond = np.linalg.cond(cov[np.ix_(coords, coords)])
     for g, w in zip(got, want):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=cond * rtol_for(X.size))
+
+
+# ---------------------------------------------------------------------------
+# 4. A result remembers its model (FitResult.model)
+# ---------------------------------------------------------------------------
+
+_TEXTBOOK = M([0.5, 0.5], [-1.0, 2.5], [0.7, 1.2])
+
+
+def test_standard_errors_use_the_results_model():
+    # Issue 21 #6: standard_errors(x, result) without repeating fixed= gave the
+    # SEs of another model (0.724 vs 0.663).
+    result = jaxgmm.fit(X, _TEXTBOOK, fixed="scales")
+    own = jaxgmm.standard_errors(X, result)
+    leaves_equal(own, jaxgmm.standard_errors(X, result, fixed="scales", equal_scales=False))
+    leaves_equal(own, jaxgmm.standard_errors(X, result.params, fixed="scales"))
+    assert np.all(np.asarray(own.scales) == 0)
+    leaves_equal(jaxgmm.covariance(X, result), jaxgmm.covariance(X, result.params, fixed="scales"))
+    with pytest.raises(ValueError, match=r"fixed=\(\) contradicts the model the result was fitted with "
+                                         r"\(fixed=\('scales',\), equal_scales=False\)"):
+        jaxgmm.standard_errors(X, result, fixed=())
+    with pytest.raises(ValueError, match=r"equal_scales=True contradicts the model"):
+        jaxgmm.covariance(X, result, equal_scales=True)
+    # A MixtureParams carries no model: None means all free, as before.
+    leaves_equal(jaxgmm.standard_errors(X, result.params), jaxgmm.standard_errors(X, result.params, fixed=()))
+    free = jaxgmm.standard_errors(X, result.params)
+    with pytest.raises(ValueError, match=r"se\.scales is not 0 where the model .* fixes it"):
+        jaxgmm.confidence_intervals(result, free)
+    lo, hi = jaxgmm.confidence_intervals(result, own)
+    np.testing.assert_array_equal(np.asarray(lo.scales), np.asarray(result.params.scales))
+
+
+def test_information_criteria_count_the_results_parameters():
+    result = jaxgmm.fit(X, _TEXTBOOK, fixed="scales")
+    ll = np.float64(result.loglik)
+    assert float(jaxgmm.aic(result)) == pytest.approx(2 * 3 - 2 * ll, rel=rtol_for(4))
+    assert float(jaxgmm.aic(result, 3)) == float(jaxgmm.aic(result))
+    assert float(jaxgmm.bic(result, X.size)) == pytest.approx(3 * np.log(X.size) - 2 * ll, rel=rtol_for(4))
+    assert float(jaxgmm.bic(result, 3, X.size)) == float(jaxgmm.bic(result, n_obs=X.size))
+    with pytest.raises(ValueError, match=r"n_params=5 contradicts the model .*3 free parameters"):
+        jaxgmm.aic(result, 5)
+    with pytest.raises(ValueError, match=r"n_params=5 contradicts the model"):
+        jaxgmm.bic(result, 5, X.size)
+
+
+@settings(max_examples=property_examples(3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(masks=st.tuples(*(st.tuples(st.booleans(), st.booleans()) for _ in range(3))), equal=st.booleans())
+def test_property_functions_of_a_result_follow_its_model(masks, equal):
+    weights, means, scales = masks
+    if equal and scales[0] != scales[1]:
+        scales = (scales[0], scales[0])  # equal_scales needs all scales fixed or all free
+    fixed = M(list(weights), list(means), list(scales))
+    start = _TEXTBOOK._replace(scales=[1.0, 1.0]) if equal else _TEXTBOOK
+    result = jaxgmm.fit(X, start, fixed=fixed, equal_scales=equal)
+    p = jaxgmm.n_parameters(2, fixed=fixed, equal_scales=equal)
+    assert float(jaxgmm.aic(result)) == float(jaxgmm.aic(result.loglik, p))
+    leaves_equal(jaxgmm.standard_errors(X, result),
+                 jaxgmm.standard_errors(X, result.params, fixed=fixed, equal_scales=equal))
