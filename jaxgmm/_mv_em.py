@@ -374,8 +374,10 @@ def mv_m_step_from_stats(
         return MultivariateParams(weights, means, params.covariances), no_floor
 
     # Scatter about the new mean; with shift = 0 (fixed or empty) it is `second`.
-    # (count * (shift_i shift_j), not (count shift_i) shift_j: exactly symmetric.)
-    scatter = stats.second - count[:, None, None] * (shift[:, :, None] * shift[:, None, :])
+    # Exactly symmetric: the statistics symmetrised (they are a stored array, so
+    # both halves add the same two numbers), then count * (shift_i shift_j), not
+    # (count shift_i) shift_j.
+    scatter = _symmetric(stats.second) - count[:, None, None] * (shift[:, :, None] * shift[:, None, :])
     floor = jnp.asarray(cov_floor, dtype)
     eye = jnp.eye(dim, dtype=dtype)
     kind = spec.covariance_type
