@@ -38,6 +38,7 @@ from ._init import init_params as init_params
 from ._io import load as load
 from ._io import save as save
 from ._loop import default_tol as default_tol
+from ._mv_params import MultivariateParams as MultivariateParams
 from ._params import FitResult as FitResult
 from ._params import MixtureParams as MixtureParams
 from ._params import Status as Status
@@ -75,6 +76,7 @@ __all__ = [
     "MixtureParams",
     "ModelChoice",
     "MonteCarloResult",
+    "MultivariateParams",
     "Status",
     "StudyInterrupted",
     "Summary",
