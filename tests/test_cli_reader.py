@@ -199,3 +199,17 @@ def test_reading_keeps_about_two_copies_of_the_data(tmp_path):
     # Two float64 copies while the blocks are joined, plus one block as bytes and as lines
     # (about 5 blocks in all): under 10 MB here, against 96 MB for the old reader.
     assert peak < 2 * x.nbytes + 6 * _reader.BLOCK, peak
+
+
+def test_comment_lines_with_numbers_are_not_data(tmp_path):
+    p = write(tmp_path, "c.csv", "a,b\n1,2\n#9,9\n\n3,NA\n4,5\n")
+    x, dropped = cli.read_column(p, "b")
+    np.testing.assert_array_equal(x, [2.0, 5.0])
+    assert dropped == 1
+
+
+def test_line_numbers_survive_blank_and_missing_lines(tmp_path):
+    p = write(tmp_path, "gaps.txt", "1\n\nNA\n# note\n2\ninf\n")
+    assert "line 6" in read_error(p)
+    p = write(tmp_path, "gaps2.csv", "a;b\n1;2\n\n;\n3;-inf\n")
+    assert "line 5: '-inf'" in read_error(p, "b")
