@@ -84,10 +84,13 @@ def test_malformed_number_later_names_its_line(tmp_path):
     assert "line 5" in msg and "'3..5'" in msg
 
 
-def test_header_of_names_is_a_header(tmp_path):
-    p = write(tmp_path, "h.csv", "\ufeff# comment\n\nid,value\n0,1.5\n1,NA\n2,2.5\n")
-    x, dropped = cli.read_column(p, "value")
-    np.testing.assert_array_equal(x, [1.5, 2.5])
+@pytest.mark.parametrize("text, column, values", [
+    ("\ufeff# comment\n\nid,value\n0,1.5\n1,NA\n2,2.5\n", "value", [1.5, 2.5]),  # a header
+    ("a,b\n1,2\n#9,9\n\n3,NA\n4,5\n", "b", [2.0, 5.0]),  # a comment holding numbers is no data
+])
+def test_headers_comments_and_missing_cells(tmp_path, text, column, values):
+    x, dropped = cli.read_column(write(tmp_path, "h.csv", text), column)
+    np.testing.assert_array_equal(x, values)
     assert dropped == 1
 
 
@@ -199,13 +202,6 @@ def test_reading_keeps_about_two_copies_of_the_data(tmp_path):
     # Two float64 copies while the blocks are joined, plus one block as bytes and as lines
     # (about 5 blocks in all): under 10 MB here, against 96 MB for the old reader.
     assert peak < 2 * x.nbytes + 6 * _reader.BLOCK, peak
-
-
-def test_comment_lines_with_numbers_are_not_data(tmp_path):
-    p = write(tmp_path, "c.csv", "a,b\n1,2\n#9,9\n\n3,NA\n4,5\n")
-    x, dropped = cli.read_column(p, "b")
-    np.testing.assert_array_equal(x, [2.0, 5.0])
-    assert dropped == 1
 
 
 def test_line_numbers_survive_blank_and_missing_lines(tmp_path):
