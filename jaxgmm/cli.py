@@ -124,7 +124,10 @@ def _memory_bytes() -> tuple:
     import jax
 
     device = jax.devices()[0]
-    stats = getattr(device, "memory_stats", lambda: None)() or {}
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # a backend without memory statistics: fall back to the host's RAM
+        stats = {}
     if stats.get("bytes_limit"):
         return int(stats["bytes_limit"]), f"{device.platform} memory"
     return _host_memory_bytes(), "this machine's memory"
