@@ -99,7 +99,7 @@ def kmeans_start(
     floor = default_cov_floor(dtype) if cov_floor is None else cov_floor
     centres = _lloyd(z, w, _seed(key, z, w, k), n_steps)
     resp = _assign(z, centres)
-    dev = z[None, :, :] - centres[:, None, :]
+    dev = z.T[None, :, :] - centres[:, :, None]  # (K, D, n)
     count, first, second = _moments(resp, dev, w, covariance_type, True)
     stats = MvStats(count, first, second, None)
     dim = x.shape[-1]

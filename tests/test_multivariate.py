@@ -117,7 +117,7 @@ def _iterates(x, w, start, spec, n_iter, cov_floor):
     the engine will run them: every iterate (stacked, user units) and the
     log-likelihood of each (the start's first)."""
     std = mv.standardiser(x, w, spec.covariance_type)
-    xs = std.data(x)
+    xs = std.data_t(x)
 
     def step(p, _):
         new, stats, _ = mv.em_update(xs, w, p, spec, cov_floor, std.min_count, loglik=True)
@@ -156,7 +156,7 @@ def two_updates(x, w, start, masks, cov_floor, *, kind):
     standardiser, the mapped start, and per iteration ``(params, stats, floored)``."""
     spec = MvSpec(*masks, kind)
     std = mv.standardiser(x, w, kind)
-    xs = std.data(x)
+    xs = std.data_t(x)
     p0 = std.params_in(start)
     first = mv.em_update(xs, w, p0, spec, cov_floor, std.min_count, loglik=True)
     second = mv.em_update(xs, w, first[0], spec, cov_floor, std.min_count, loglik=True)
@@ -202,7 +202,7 @@ def test_stats_pass_is_centred_at_the_current_means(kind):
     w = sample_weights(len(x), 4)
     start = start_for(kind)
     stats = jax.jit(mv.mv_stats, static_argnames=("covariance_type",))(
-        jnp.asarray(x, DTYPE), to_params(start), jnp.asarray(w, DTYPE), covariance_type=kind)
+        jnp.asarray(x.T, DTYPE), to_params(start), jnp.asarray(w, DTYPE), covariance_type=kind)
     resp, ll = ref.e_step(x, *start, sample_weight=w)
     wr = w[:, None] * resp
     dev = x[None, :, :] - start[1][:, None, :]
@@ -480,7 +480,7 @@ def test_empty_component_and_change_measure():
 
 def test_e_pass_has_no_n_k_d_d_intermediate():
     n = 64
-    x = jnp.zeros((n, D), DTYPE)
+    x = jnp.zeros((D, n), DTYPE)  # dimension-major
     jaxpr = jax.make_jaxpr(functools.partial(mv.mv_stats, covariance_type="full"))(x, to_params(start_for("full")))
     sizes = [int(np.prod(v.aval.shape)) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars]
     assert max(sizes) <= n * K * D, max(sizes)
