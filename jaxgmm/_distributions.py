@@ -9,7 +9,8 @@ dtype.
 
 Everything is computed on the log scale from the per-component terms
 ``log pi_k + log N(x | mu_k, sigma_k)`` (densities) and ``log pi_k + log Phi(+-z_k)``
-(``jax.scipy.special.log_ndtr``; CDFs), combined by log-sum-exp, so tails do not
+(``jax.scipy.special.log_ndtr``, with a continued fraction in the far
+lower tail; CDFs), combined by log-sum-exp, so tails do not
 underflow: the log-CDF at 40 standard deviations below every component is about
 -800, not ``log(0)``.
 
@@ -86,6 +87,25 @@ def _logsumexp(terms: list) -> Array:
     return shift + jnp.log(functools.reduce(jnp.add, [jnp.exp(a - shift) for a in terms]))
 
 
+def _log_ndtr(z: Array) -> Array:
+    """``log Phi(z)``, accurate to about an ulp for every ``z``.
+
+    ``jax.scipy.special.log_ndtr`` switches to an asymptotic series at
+    ``z = -20`` whose float64 error reaches 9e4 ulps there (a relative 2e-11;
+    still 90 ulps at ``z = -40``).  From -20 down this uses the Mills ratio's
+    continued fraction instead: ``Phi(-t) = phi(t) / f(t)`` with
+    ``f = t + 1/(t + 2/(t + 3/(t + ...)))``; 12 terms give full float64 precision
+    for ``t >= 20`` (8 already do).
+    """
+    t = jnp.maximum(-z, 20.0)  # the branch not taken stays finite
+    f = t
+    for k in range(12, 0, -1):
+        f = t + k / f
+    tail = -0.5 * t * t - _HALF_LOG_2PI - jnp.log(f)
+    # JAX takes its series from z = -20 itself on (where its error is largest).
+    return jnp.where(z > -20.0, log_ndtr(z), tail)
+
+
 def _log_tail(x: Array, params: MixtureParams, upper) -> Array:
     """``log P(X <= x)`` or, where ``upper`` (a bool or a boolean array broadcasting
     with ``x``) is true, ``log P(X > x)``; shape ``(..., n)``."""
@@ -94,7 +114,7 @@ def _log_tail(x: Array, params: MixtureParams, upper) -> Array:
     terms = []
     for k in range(params.means.shape[-1]):
         w, mu, sd = _component(params, k)
-        terms.append(jnp.log(w) + log_ndtr(sign * (x - mu) / sd))
+        terms.append(jnp.log(w) + _log_ndtr(sign * (x - mu) / sd))
     return _logsumexp(terms)
 
 

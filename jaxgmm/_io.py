@@ -61,7 +61,7 @@ def _checksum(arrays: dict) -> str:
 
 def _model_of(obj):
     """The result's static model (a ModelSpec-like NamedTuple), or ``None``."""
-    model = getattr(obj, "model", None) if isinstance(obj, FitResult) else None
+    model = obj.model if isinstance(obj, FitResult) else None
     if model is None:
         return None
     return {name: (list(getattr(model, name)) if name != "equal_scales" else bool(model.equal_scales))
@@ -175,8 +175,8 @@ def _model_from(meta: dict, where):
 def load(path: PathLike) -> Union[MixtureParams, FitResult]:
     """Load what :func:`save` wrote: a :class:`MixtureParams` or :class:`FitResult`.
 
-    Arrays come back as NumPy arrays, bit-identical to those saved. A result
-    saved with a ``model`` gets it back (on a ``FitResult`` that has that field).
+    Arrays come back as NumPy arrays, bit-identical to those saved; a result
+    gets its ``model`` back (``None`` if it had none).
 
     Raises:
       ValueError: the file is not a jaxgmm ``.npz`` (no metadata, pickled
@@ -193,10 +193,7 @@ def load(path: PathLike) -> Union[MixtureParams, FitResult]:
         return MixtureParams(*(entries[name] for name in MixtureParams._fields))
     if kind == "FitResult":
         params = MixtureParams(*(entries[f"params.{name}"] for name in MixtureParams._fields))
-        fields = dict(params=params, **{n: entries[n] for n in ("loglik", "n_iter", "status", "converged")})
-        model = _model_from(meta, where)
-        if "model" in FitResult._fields:
-            fields["model"] = model
-        return FitResult(**fields)
+        arrays = (entries[name] for name in ("loglik", "n_iter", "status", "converged"))
+        return FitResult(params, *arrays, model=_model_from(meta, where))
     raise ValueError(f"{where!s}: unknown kind of jaxgmm object {kind!r} (this jaxgmm reads "
                      "MixtureParams and FitResult)")

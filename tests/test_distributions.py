@@ -181,6 +181,19 @@ def test_logcdf_logsf_cdf_match_scipy_into_both_tails(p):
     assert lower.any()
 
 
+def test_log_ndtr_to_an_ulp_in_the_far_lower_tail():
+    """JAX's log_ndtr is off by up to 9e4 ulps in float64 just below z = -20;
+    the library's replacement must hold a few ulps everywhere."""
+    from jaxgmm._distributions import _log_ndtr
+
+    z = np.asarray([-1e4, -300.0, -68.0, -40.0, -37.5, -30.0, -25.0, -20.5, -20.0, -19.5, -10.0,
+                    -3.0, -0.5, 0.0], NP_DTYPE)
+    got = np.asarray(_log_ndtr(jnp.asarray(z)), np.float64)
+    ref = special.log_ndtr(z.astype(np.float64))
+    # The same float z on both sides; a few roundings of terms of the result's size.
+    assert_within(got / ref - 1, 8 * EPS)
+
+
 # --------------------------------------------------------------------------- #
 # Quantiles
 # --------------------------------------------------------------------------- #

@@ -55,10 +55,9 @@ def test_params_round_trip_bit_exact(tmp_path):
 
 
 def test_result_round_trip_bit_exact_with_model(tmp_path):
-    r = a_result()
-    if "model" in FitResult._fields:  # the static model, once FitResult carries it
-        from jaxgmm._spec import make_spec
-        r = r._replace(model=make_spec("scales", 2, equal_scales=True))
+    from jaxgmm._spec import make_spec
+
+    r = a_result()._replace(model=make_spec("scales", 2, equal_scales=True))
     path = tmp_path / "result.npz"
     jaxgmm.save(path, r)
     back = jaxgmm.load(path)
@@ -67,11 +66,17 @@ def test_result_round_trip_bit_exact_with_model(tmp_path):
         assert_bit_equal(getattr(r, name), getattr(back, name))
     for a, b in zip(r.params, back.params):
         assert_bit_equal(a, b)
-    if "model" in FitResult._fields:
-        assert back.model == r.model
+    assert back.model == r.model
+    assert jaxgmm.load(_saved(tmp_path, a_result())).model is None  # none saved, none restored
     meta = json.loads(str(np.load(path, allow_pickle=False)[_io.META_KEY]))
     assert meta["kind"] == "FitResult" and meta["format_version"] == _io.FORMAT_VERSION
     assert meta["jaxgmm_version"] == jaxgmm.__version__ and meta["dtype"] == np.dtype(DTYPE).name
+
+
+def _saved(tmp_path, obj):
+    path = tmp_path / "saved.npz"
+    jaxgmm.save(path, obj)
+    return path
 
 
 def test_fitted_result_round_trip_and_use(tmp_path):
@@ -81,6 +86,7 @@ def test_fitted_result_round_trip_and_use(tmp_path):
     result = jaxgmm.fit(x, truth)
     jaxgmm.save(tmp_path / "fit.npz", result)
     back = jaxgmm.load(tmp_path / "fit.npz")
+    assert back.model == result.model  # the fit's own model, restored
     assert_bit_equal(jaxgmm.score_samples(x, back), jaxgmm.score_samples(x, result))
 
 
