@@ -8,7 +8,8 @@ vmappable:
 * :class:`MvStandardiser`: per-fit centring and scaling of each dimension, and the
   maps of data, parameters and log-likelihood to and from standardised units;
 * :func:`mv_stats`: one E-pass reduced straight to centred sufficient statistics
-  plus the log-likelihood (largest intermediates ``(K, n, D)``);
+  plus the log-likelihood, on the data in dimension-major layout ``(D, n)``
+  (largest intermediates ``(K, D, n)``, observations on the minor axis);
 * :func:`mv_m_step_from_stats`: the constrained M-step for the four covariance
   types, with the covariance floor and a per-component "on the floor" flag;
 * :func:`em_update`, :func:`largest_change`, :func:`degenerate`,
@@ -19,7 +20,9 @@ vmappable:
 Covariance types (scikit-learn's meanings; mclust's names): ``"full"`` (VVV) one
 unrestricted matrix per component, ``"diag"`` (VVI) diagonal matrices,
 ``"spherical"`` (VII) ``sigma_k^2 I``, ``"tied"`` (EEE) one unrestricted matrix
-shared by all components.  The parameters always hold full matrices.
+shared by all components.  The parameters always hold full matrices.  A
+spherical model is not invariant under scaling dimensions differently, so its
+standardiser scales all dimensions by one common spread.
 
 Densities come from Cholesky factors ``Sigma_k = L_k L_k^T``: the log-determinant
 is ``2 sum log diag(L_k)`` and the Mahalanobis distance ``|L_k^{-1} (x - mu_k)|^2``
@@ -34,7 +37,10 @@ where each dimension of the data has variance 1, so it is relative to the data's
 own variances and scale-free: every pivot of an estimated covariance, i.e. the
 variance of a standardised coordinate conditional on the previous ones within the
 component, is at least ``cov_floor`` (for diagonal and spherical models: every
-variance).  A component whose scatter falls below it is lifted to the floor and
+variance; for spherical models relative to the data's mean variance).  Pivots
+are taken in the order of the dimensions, so the floor is not rotation-invariant;
+at a floor near rounding level that matters only for which degenerate direction
+is lifted.  A component whose scatter falls below it is lifted to the floor and
 flagged, so the engine reports ``DEGENERATE`` with finite values.  The analogue of
 the univariate ``scale_floor``: ``cov_floor = scale_floor**2``.
 """

@@ -196,6 +196,21 @@ def test_e_step_matches_reference(kind, weighted):
     np.testing.assert_allclose(float(ll), want_ll, rtol=rtol_for(x.size * D) * 8)
 
 
+def test_e_step_in_many_dimensions():
+    # Above mv._UNROLL_DIMS the distances come from lax's triangular solve.
+    dim = mv._UNROLL_DIMS + 2
+    rng = np.random.default_rng(21)
+    means = rng.normal(0, 2, (2, dim))
+    x = draw(22, 300, np.array([0.5, 0.5]), means, spd(23, dim, 2))
+    start = (np.array([0.4, 0.6]), means + 0.3, spd(24, dim, 2))
+    resp, ll = jax.jit(mv.e_step)(jnp.asarray(x, DTYPE), to_params(start))
+    want_resp, want_ll = ref.e_step(x, *start)
+    a = ref.log_joint(x, *start)
+    atol = 16 * dim * dim * EPS * (1 + np.max(np.abs(a) + np.abs(ref.logsumexp(a, 1))[:, None]))
+    np.testing.assert_allclose(np.asarray(resp), want_resp, rtol=0, atol=atol)
+    np.testing.assert_allclose(float(ll), want_ll, rtol=rtol_for(x.size * dim) * 8)
+
+
 @pytest.mark.parametrize("kind", ["full", "diag"])
 def test_stats_pass_is_centred_at_the_current_means(kind):
     x = draw(2)
