@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Union
+from typing import Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,9 @@ from jax.scipy.special import log_ndtr, ndtri
 from . import _validate
 from ._params import Array, FitResult, MixtureParams
 from ._xla import jit
+
+# What the functions take for data or probabilities: arrays, scalars, lists.
+ArrayLike = Union[jax.typing.ArrayLike, Sequence[float]]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -139,7 +142,7 @@ _logcdf = jit(lambda x, params: _log_tail(x, params, upper=False))
 _logsf = jit(lambda x, params: _log_tail(x, params, upper=True))
 
 
-def predict_proba(x, params: ParamsLike) -> Array:
+def predict_proba(x: ArrayLike, params: ParamsLike) -> Array:
     """Responsibilities ``P(component k | x_i)`` for any data.
 
     Args:
@@ -153,12 +156,12 @@ def predict_proba(x, params: ParamsLike) -> Array:
     return _predict_proba(*_inputs(x, params))
 
 
-def predict(x, params: ParamsLike) -> Array:
+def predict(x: ArrayLike, params: ParamsLike) -> Array:
     """The most probable component of each observation, ``int32`` of shape ``batch + (n,)``."""
     return _predict(*_inputs(x, params))
 
 
-def score_samples(x, params: ParamsLike) -> Array:
+def score_samples(x: ArrayLike, params: ParamsLike) -> Array:
     """Log density ``log p(x_i)`` of each observation, shape ``batch + (n,)``.
 
     Summed over ``n`` it is :func:`jaxgmm.log_likelihood` (without weights).
@@ -166,29 +169,29 @@ def score_samples(x, params: ParamsLike) -> Array:
     return _score_samples(*_inputs(x, params))
 
 
-def pdf(x, params: ParamsLike) -> Array:
+def pdf(x: ArrayLike, params: ParamsLike) -> Array:
     """Density ``p(x_i)``, shape ``batch + (n,)``; ``exp`` of :func:`score_samples`."""
     return jnp.exp(score_samples(x, params))
 
 
-def logcdf(x, params: ParamsLike) -> Array:
+def logcdf(x: ArrayLike, params: ParamsLike) -> Array:
     """``log P(X <= x_i)``, shape ``batch + (n,)``, accurate far into the lower tail."""
     return _logcdf(*_inputs(x, params))
 
 
-def logsf(x, params: ParamsLike) -> Array:
+def logsf(x: ArrayLike, params: ParamsLike) -> Array:
     """``log P(X > x_i)`` (log survival function), shape ``batch + (n,)``,
     accurate far into the upper tail."""
     return _logsf(*_inputs(x, params))
 
 
-def cdf(x, params: ParamsLike) -> Array:
+def cdf(x: ArrayLike, params: ParamsLike) -> Array:
     """``P(X <= x_i)``, shape ``batch + (n,)``; ``exp`` of :func:`logcdf`, so small
     lower-tail probabilities keep their relative accuracy."""
     return jnp.exp(logcdf(x, params))
 
 
-def sf(x, params: ParamsLike) -> Array:
+def sf(x: ArrayLike, params: ParamsLike) -> Array:
     """``P(X > x_i) = 1 - cdf``, shape ``batch + (n,)``; ``exp`` of :func:`logsf`,
     so small upper-tail probabilities keep their relative accuracy (``1 - cdf``
     would round them to 0 once they fall below the float's epsilon)."""
@@ -275,7 +278,7 @@ def _quantile(q: Array, params: MixtureParams, upper_input: Array) -> Array:
     return jnp.where((q >= 0) & (q <= 1), x, jnp.nan)
 
 
-def ppf(q, params: ParamsLike) -> Array:
+def ppf(q: ArrayLike, params: ParamsLike) -> Array:
     """Quantile function (inverse of :func:`cdf`): ``x`` with ``P(X <= x) = q_i``.
 
     Args:
@@ -299,7 +302,7 @@ def ppf(q, params: ParamsLike) -> Array:
     return _quantile(q, params, jnp.asarray(False))
 
 
-def isf(q, params: ParamsLike) -> Array:
+def isf(q: ArrayLike, params: ParamsLike) -> Array:
     """Inverse survival function: ``x`` with ``P(X > x) = q_i`` (``ppf(1 - q)``
     without the rounding of ``1 - q``), shape ``batch + (n,)``.
 

@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ._distributions import pdf, ppf
+from ._distributions import ArrayLike, pdf, ppf
 from ._params import FitResult, MixtureParams
 
 ParamsLike = Union[MixtureParams, FitResult]
@@ -48,7 +48,7 @@ def _one_fit(x, params_or_result: ParamsLike) -> tuple[np.ndarray, MixtureParams
     return x, MixtureParams(*fields)
 
 
-def plot_fit(x, params_or_result: ParamsLike, ax: Optional[Any] = None, *, bins: Any = "auto",
+def plot_fit(x: ArrayLike, params_or_result: ParamsLike, ax: Optional[Any] = None, *, bins: Any = "auto",
              components: bool = True) -> Any:
     """The fitted mixture density over a density histogram of ``x``.
 
@@ -88,7 +88,7 @@ def plot_fit(x, params_or_result: ParamsLike, ax: Optional[Any] = None, *, bins:
     return ax
 
 
-def plot_qq(x, params_or_result: ParamsLike, ax: Optional[Any] = None) -> Any:
+def plot_qq(x: ArrayLike, params_or_result: ParamsLike, ax: Optional[Any] = None) -> Any:
     """QQ plot of ``x`` against the fitted mixture.
 
     The ``i``-th smallest observation is plotted against the mixture's quantile
