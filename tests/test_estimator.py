@@ -254,6 +254,8 @@ class FirstColumn(GaussianMixture):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Estimator FirstColumn does not inherit")
+@pytest.mark.filterwarnings("ignore:Skipping check check_array_api_input")
 def test_sklearn_estimator_checks_on_the_first_column():
     """All of scikit-learn's checks but those about the number of features, on the
     first column of their data (pickling, idempotence, subset and order invariance,
