@@ -340,29 +340,40 @@ def monte_carlo(
     compiled = _compiled_chunk(design, chunk, struct(key), struct(truth), struct(given), mesh)
     compile_s = time.perf_counter() - t0
 
-    pieces, totals = [], [StudySums.of(truth_np, *_no_replicates(k, dtype))]
+    # Finished chunks: (piece or None, its sums), appended in one step so that a
+    # Ctrl-C at any moment leaves a consistent list behind.
+    done_chunks = []
 
     def consume(start, piece):
         sums = StudySums.of(truth_np, piece["estimates"], piece["se"], piece["status"], piece["n_iter"])
-        totals[0] = totals[0] + sums
-        if keep_replicates:
-            pieces.append(piece)
+        if not keep_replicates and done_chunks:
+            done_chunks[0] = (None, done_chunks[0][1] + sums)  # bounded: one running total
+        else:
+            done_chunks.append((piece if keep_replicates else None, sums))
         if on_chunk is not None:
-            on_chunk(_result(piece, sums, truth_np, n, free, design_doc, start,
-                             len(piece["status"]), {}))
+            on_chunk(_result(piece, sums, truth_np, n, free, design_doc, start, len(piece["status"]), {}))
+
+    def finished():
+        """Per-replicate outputs (or None) and sums of the chunks finished so far."""
+        sums = StudySums.of(truth_np, *_no_replicates(k, dtype))
+        for _, s in done_chunks:
+            sums = sums + s
+        if not keep_replicates:
+            return None, sums
+        pieces = [p for p, _ in done_chunks]
+        return (concatenate(pieces) if pieces else _empty_piece(k, dtype)), sums
 
     t1 = time.perf_counter()
     try:
         run_chunks(lambda kk, lo, hi: compiled(kk, lo, hi, truth, given), key, offset + first, count,
                    chunk, progress=progress, desc="jaxgmm monte_carlo", consume=consume)
     except KeyboardInterrupt as interrupt:
-        done = int(totals[0].count[0])
-        out = (concatenate(pieces) if pieces else _empty_piece(k, dtype)) if keep_replicates else None
-        partial = _result(out, totals[0], truth_np, n, free, design_doc, offset + first, done,
+        out, sums = finished()
+        done = int(sums.count[0])
+        partial = _result(out, sums, truth_np, n, free, design_doc, offset + first, done,
                           _timing(compile_s, time.perf_counter() - t1, done, design.n_starts))
         raise StudyInterrupted(partial, count) from interrupt
-    out = concatenate(pieces) if keep_replicates else None
-    sums = totals[0]
+    out, sums = finished()
     if distributed:
         out = gather_processes(out, count, reps)
         sums = StudySums.of(truth_np, out["estimates"], out["se"], out["status"], out["n_iter"])

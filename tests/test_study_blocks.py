@@ -5,6 +5,9 @@ and the one run share their compiled program and must agree to the bit.
 """
 
 import dataclasses
+import os
+import signal
+import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -72,7 +75,8 @@ def test_interrupted_study_keeps_finished_replicates_and_resumes(one_run):
     def stop_after_two_chunks(block):
         calls.append(block.reps)
         if len(calls) == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python raises KeyboardInterrupt here or soon after
+            time.sleep(5)
 
     with pytest.raises(jaxgmm.StudyInterrupted) as info:
         jaxgmm.monte_carlo(SEED, TRUTH, N, REPS, on_chunk=stop_after_two_chunks, **STUDY)
