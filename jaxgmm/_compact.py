@@ -37,7 +37,8 @@ import numpy as np
 
 from ._batching import batch_shape_of
 from ._em import ModelSpec, data_moments
-from ._loop import LoopState, Standardiser, block_rows, finish, fit_batched, polish_phase, restart_converged, run_em
+from ._loop import (LoopState, Standardiser, block_rows, finish, fit_batched, polish_phase, restart_converged, run_em,
+                    two_passes)
 from ._squarem import as_loop_state, fit_batched_squarem, squarem_cycles, start_state
 from ._xla import jit
 
@@ -117,11 +118,18 @@ def _scatter(tree, idx, rows):
     return jax.tree_util.tree_map(lambda leaf, r: leaf.at[idx].set(r, mode="drop"), tree, rows)
 
 
+# No block has fewer rows than this: XLA:CPU rounds the sums of blocks of 1 to
+# 4 fits differently from larger ones (a SQUAREM fit in a 4-row block ended 1e-3
+# from the same fit in a larger one), so a fit's result would depend on how many
+# others were still running (tests/test_engine_reliability.py).
+MIN_ROWS = 8
+
+
 def _bucket(m: int, rows: int) -> int:
     """Block rows for ``m`` running fits: ``rows`` (a power of two) or a quarter, a
-    sixteenth... of it, the smallest covering ``m`` (at least 8); few shapes to compile."""
+    sixteenth... of it, the smallest covering ``m`` (at least MIN_ROWS); few shapes to compile."""
     r = rows
-    while r > 8 and r // 4 >= m:
+    while r // 4 >= max(m, MIN_ROWS):
         r //= 4
     return r
 
@@ -136,7 +144,7 @@ def _blocks(m: int, rows: int):
     while j < m:
         rem = m - j
         r = rows
-        while r > 8 and r > rem:
+        while r // 4 >= MIN_ROWS and r > rem:
             r //= 4
         out.append((j, r))
         j += r
@@ -171,7 +179,7 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
     flat = [jax.tree_util.tree_map(lambda l: l.reshape((size,) + l.shape[-1:]), a) if b else a
             for a, b in zip(args, batched)]
     rows = block_rows(x.shape[-1], size, x.dtype) if rows is None else int(rows)
-    rows = 1 << (max(rows, 1).bit_length() - 1)  # a power of two
+    rows = 1 << (max(rows, MIN_ROWS).bit_length() - 1)  # a power of two, at least MIN_ROWS
     max_iter_h = int(max_iter)
     tol_h = float(tol)
 
@@ -227,15 +235,16 @@ def fit_compacted(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mode
 
     # The phases of the plain loop (see jaxgmm._loop.run_em), each to completion
     # for every fit before the next starts.
-    polish = polish_phase(x, init, True)
+    two = two_passes(init, True)
     if squarem:
         if max_iter_h > 0:  # else no pass at all: the start is returned, as by plain EM
             rounds(active, "squarem")
         state = as_loop_state(state)
     else:
-        rounds(active, "fast" if polish else "all")
-    if polish:
-        state = restart_converged(state, tol)
+        rounds(active, "fast" if two else "all")
+    if two:
+        if polish_phase(x, init, True):
+            state = restart_converged(state, tol)
         everyone = np.arange(size)
         rounds(everyone[running(everyone)], "precise")
 

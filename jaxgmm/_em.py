@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._params import Array, MixtureParams, over_components
+from ._params import UNROLL_COMPONENTS, Array, MixtureParams, over_components
 from ._spec import ModelSpec as ModelSpec  # re-exported: most modules import it from here
 from ._spec import make_spec
 
@@ -122,12 +122,29 @@ def _posterior(a: list) -> tuple[list, Array]:
     return [s * inv_total for s in scaled], largest + jnp.log(total)
 
 
+def _stacked_posterior(x: Array, params: MixtureParams) -> tuple[Array, Array]:
+    """:func:`_posterior` of all components at once, as ``(K, n)`` arrays (for
+    ``K > UNROLL_COMPONENTS``, where written-out terms make programs that grow
+    with ``K``); the same clamps, so the same guarantees."""
+    weights, means, scales = (f[:, None] for f in params)
+    a = jnp.log(weights) - jnp.log(scales) - _HALF_LOG_2PI - 0.5 * jnp.square((x[None, :] - means) / scales)
+    largest = jnp.max(a, axis=0)
+    shift = jnp.where(jnp.isfinite(largest), largest, 0.0)
+    scaled = jnp.exp(jnp.minimum(a - shift, 0.0))
+    total = jnp.maximum(jnp.sum(scaled, axis=0), 1.0)
+    return scaled * (1.0 / total), largest + jnp.log(total)
+
+
 def _responsibilities(x: Array, params: MixtureParams) -> tuple[list, Array]:
-    """Responsibilities ``[rho_1, ..., rho_K]`` (each ``(n,)``) and the per-point
-    log-likelihood ``(n,)``: for two components from the log-odds, for more the
-    softmax of the log-joint terms, in log space either way."""
-    if params.means.shape[-1] == 2:
+    """Responsibilities ``[rho_1, ..., rho_K]`` (each ``(n,)``; a ``(K, n)`` array
+    above :data:`UNROLL_COMPONENTS`) and the per-point log-likelihood ``(n,)``:
+    for two components from the log-odds, for more the softmax of the log-joint
+    terms, in log space either way."""
+    k = params.means.shape[-1]
+    if k == 2:
         return _two_component_terms(x, params)
+    if k > UNROLL_COMPONENTS:
+        return _stacked_posterior(x, params)
     return _posterior(_component_terms(x, params))
 
 
@@ -155,6 +172,8 @@ def sufficient_stats(
     # Per component, as (n,) arrays: under vmap on CPU, stacked (K, n)
     # intermediates made the K > 2 pass 1.5x (K = 3) to 1.8x (K = 4) slower
     # (B = 10k x n = 1000, all free), and the two-component one about 4x.
+    if params.means.shape[-1] > UNROLL_COMPONENTS:
+        return _stacked_stats(x, params, sample_weight, second_moments, loglik, first_moments)
     rho, point_ll = _responsibilities(x, params)
     k = len(rho)
     dev = [x - params.means[j] for j in range(k)]
@@ -170,6 +189,23 @@ def sufficient_stats(
     first = jnp.stack(sums[k:2 * k]) if first_moments else jnp.zeros_like(count)
     second = jnp.stack(sums[len(sums) - k:]) if second_moments else jnp.zeros_like(first)
     return SuffStats(count, first, second, sums[at_loglik] if loglik else None)
+
+
+def _stacked_stats(x, params, sample_weight, second_moments, loglik, first_moments) -> SuffStats:
+    """:func:`sufficient_stats` with ``(K, n)`` arrays (many components)."""
+    rho, point_ll = _stacked_posterior(x, params)
+    if sample_weight is not None:
+        rho = rho * sample_weight
+        point_ll = point_ll * sample_weight
+    count = jnp.sum(rho, axis=-1)
+    zeros = jnp.zeros_like(count)
+    first, second = zeros, zeros
+    if first_moments:
+        dev = x[None, :] - params.means[:, None]
+        first = jnp.sum(rho * dev, axis=-1)
+        if second_moments:
+            second = jnp.sum(rho * dev * dev, axis=-1)
+    return SuffStats(count, first, second, jnp.sum(point_ll) if loglik else None)
 
 
 class DataMoments(NamedTuple):
@@ -374,7 +410,8 @@ def e_step(
     """
     x, params = _as_float(x, params)
     rho, point_ll = _responsibilities(x, params)
-    return jnp.stack(rho, axis=-1), _weighted_sum(point_ll, sample_weight)
+    resp = rho.T if params.means.shape[-1] > UNROLL_COMPONENTS else jnp.stack(rho, axis=-1)
+    return resp, _weighted_sum(point_ll, sample_weight)
 
 
 def _as_float(x: Array, params: MixtureParams) -> tuple[Array, MixtureParams]:

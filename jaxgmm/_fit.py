@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from . import _validate
 from ._loop import default_tol, fit_batched
 from ._em import ModelSpec
+from ._em import times_pow2
 from ._params import Array, FitResult, MixtureParams, Status
 from ._spec import make_spec, n_free_parameters
 from ._xla import jit
@@ -122,22 +123,42 @@ def fit(
         result = fit_batched_squarem(*args.arrays, spec=args.spec)
     else:
         result = fit_batched(*args.arrays, spec=args.spec)
-    return with_fixed_values(result, args.arrays[2], args.spec)._replace(model=args.spec)
+    return with_fixed_values(result, args.arrays[2], args.weight_exp, args.spec)._replace(model=args.spec)
 
 
 @jit(static_argnames=("spec",))
-def with_fixed_values(result: FitResult, init: MixtureParams, spec: ModelSpec) -> FitResult:
-    """Return fixed parameters exactly as given in ``init``.
+def with_fixed_values(result: FitResult, init: MixtureParams, weight_exp, spec: ModelSpec) -> FitResult:
+    """Return fixed parameters exactly as given in ``init``, and the log-likelihood
+    in the units of the user's ``sample_weight``.
 
     Fits run on standardised data, and mapping a fixed value there and back moves
     it by an ulp or so (a mean fixed at 0 would come back as -1.6e-8 in float32).
     ``init``'s batch shape broadcasts against the result's, as in :func:`fit`.
+    ``weight_exp`` (or ``None``) is the power of two each dataset's weights were
+    divided by (:func:`normalise_weights`).
     """
     masks = (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)
     params = MixtureParams(*(
         jnp.where(jnp.asarray(mask), given, fitted) if any(mask) else fitted
         for mask, given, fitted in zip(masks, init, result.params)))
-    return result._replace(params=params)
+    loglik = result.loglik if weight_exp is None else times_pow2(result.loglik, weight_exp)
+    return result._replace(params=params, loglik=loglik)
+
+
+@jit
+def normalise_weights(sample_weight):
+    """Each dataset's weights divided by a power of two near their largest:
+    ``(weights, exponent)`` with the largest weight in ``[0.5, 1)``.
+
+    Exact, so no estimate changes; but weights of 1e-37 in float32 made products
+    ``w rho d^2`` underflow (a biased fit reported as converged) and weights of
+    1e36 overflowed sums (NONFINITE), issue 21 #7.  The log-likelihood is scaled
+    back by the same power (:func:`with_fixed_values`).
+    """
+    largest = jnp.max(sample_weight, axis=-1)
+    _, e = jnp.frexp(largest)
+    e = jnp.where(jnp.isfinite(largest) & (largest > 0), e, 0)
+    return times_pow2(sample_weight, -e[..., None]), e
 
 
 class FitArgs(NamedTuple):
@@ -145,6 +166,7 @@ class FitArgs(NamedTuple):
 
     arrays: tuple  # (x, sample_weight, init, tol, max_iter, scale_floor)
     spec: ModelSpec
+    weight_exp: Optional[Array] = None  # see normalise_weights
 
 
 def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEFAULT_MAX_ITER,
@@ -160,9 +182,12 @@ def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEF
     spec = make_spec(fixed, init.means.shape[-1], equal_scales)
     _validate.check_enough_observations(x, sample_weight, n_free_parameters(spec))
     tol = default_tol(x.dtype) if tol is None else tol
+    weight_exp = None
+    if sample_weight is not None:
+        sample_weight, weight_exp = normalise_weights(sample_weight)
     arrays = (x, sample_weight, init, jnp.asarray(tol, x.dtype), jnp.asarray(max_iter, jnp.int32),
               jnp.asarray(scale_floor, x.dtype))
-    return FitArgs(arrays, spec)
+    return FitArgs(arrays, spec, weight_exp)
 
 
 def _healthy_first_score(result: FitResult) -> Array:

@@ -73,8 +73,77 @@ def _scaled_moments(x: Array, w: Optional[Array], shift, e, second: bool):
     return jnp.sum(wd), (jnp.sum(wd * d) if second else None)
 
 
+# Robust units.  A fit's units (the centre and spread of its standardised
+# coordinates, which the stopping rule and the variance floor are relative to)
+# come from the observations within CLIP spreads of the centre: where any lies
+# beyond, centre and spread are recomputed from those within, up to
+# CLIP_PASSES times.  One outlier at 1e12 among 10^4 points otherwise inflates
+# the standard deviation to 1e10, and the rule "no mean moves by tol spreads"
+# stopped EM after one iteration, 1,500 nats below its maximum (issue 21 #1);
+# in float32 a centre pulled to 1e11 left the bulk unrepresentable (#2).
+# Gaussian data never trigger it (8 sd: P < 1.3e-15 per point); the units of
+# other data change, their fixed points do not.  A pass that would leave less
+# than half of the weight, or no spread, is not taken.
+CLIP = 8.0
+CLIP_PASSES = 8
+
+
+def _mean_and_spread(x: Array, w: Optional[Array], hi, lo, total, reduce):
+    """Weighted mean and standard deviation of the observations present, exact
+    to rounding whatever their magnitude (moments of the data rescaled by powers
+    of two, the second about the mean)."""
+    # Moments of data rescaled by a power of two near their largest magnitude
+    # (exact in floating point): squares of data ~1e-30 would underflow in
+    # float32, and sums of data ~1e30 overflow.
+    _, e = jnp.frexp(jnp.maximum(jnp.abs(hi), jnp.abs(lo)))
+    (first, _) = reduce(functools.partial(_scaled_moments, shift=0.0, e=-e, second=False), (jnp.add, None))
+    centre = jnp.ldexp(first / total, e)
+    _, e = jnp.frexp(jnp.maximum(jnp.abs(hi - centre), jnp.abs(lo - centre)))
+    first, second = reduce(functools.partial(_scaled_moments, shift=centre, e=-e, second=True), (jnp.add, jnp.add))
+    # The centre is rounded to the data's precision (1e6 + N(0, 1) in float32
+    # has a centre off by up to 0.03 sd); take its residual offset out.
+    spread = jnp.ldexp(jnp.sqrt(jnp.maximum(second / total - jnp.square(first / total), 0)), e)
+    return centre, spread
+
+
+def _robust_units(x: Array, w: Optional[Array], hi, lo, total, centre, spread):
+    """``(centre, spread)`` of the observations within :data:`CLIP` spreads (see there)."""
+
+    def beyond(c, s, hi_, lo_):
+        return (jnp.maximum(hi_ - c, c - lo_) > CLIP * s) & (s > 0) & jnp.isfinite(s)
+
+    def body(carry):
+        c, s, passes, _ = carry
+        bound = CLIP * s
+
+        def kept(xs, ws):
+            inside = jnp.abs(xs - c) <= bound
+            return jnp.where(inside, 1.0 if ws is None else ws, 0.0).astype(xs.dtype)
+
+        # Reductions over the observations within the bound (chunk by chunk for
+        # one very large dataset, as every pass of the standardiser).
+        reduce = lambda fn, combine: over_data(x, w, lambda xs, ws: fn(xs, kept(xs, ws)), combine)
+        hi_k, lo_k, total_k, _ = reduce(_extent, (jnp.maximum, jnp.minimum, jnp.add, jnp.add))
+        c_k, s_k = _mean_and_spread(x, w, hi_k, lo_k, total_k, reduce)
+        take = (total_k >= 0.5 * total) & (s_k > 0) & jnp.isfinite(s_k) & jnp.isfinite(c_k)
+        c_new, s_new = jnp.where(take, c_k, c), jnp.where(take, s_k, s)
+        return c_new, s_new, passes + 1, take & beyond(c_new, s_new, hi_k, lo_k)
+
+    def cond(carry):
+        return carry[3] & (carry[2] < CLIP_PASSES)
+
+    start = (centre, spread, jnp.zeros((), jnp.int32), beyond(centre, spread, hi, lo))
+    c, s, _, _ = lax.while_loop(cond, body, start)
+    return c, s
+
+
 class Standardiser(NamedTuple):
-    """Per-dataset affine map to standardised coordinates and the data's totals."""
+    """Per-dataset affine map to standardised coordinates and the data's totals.
+
+    ``centre`` and ``spread`` are the weighted mean and standard deviation of the
+    data, or, where observations lie beyond :data:`CLIP` standard deviations,
+    those of the observations within (robust units, see :data:`CLIP`).
+    """
 
     centre: Array
     spread: Array
@@ -83,21 +152,12 @@ class Standardiser(NamedTuple):
 
     @classmethod
     def from_data(cls, x: Array, sample_weight: Optional[Array]) -> "Standardiser":
-        # Three passes over the data, each a reduction: one very large dataset is
+        # Passes over the data, each a reduction: one very large dataset is
         # reduced chunk by chunk (over_data), with no temporary of the data's size.
         reduce = functools.partial(over_data, x, sample_weight)
         hi, lo, total, n_present = reduce(_extent, (jnp.maximum, jnp.minimum, jnp.add, jnp.add))
-        # Moments of data rescaled by a power of two near their largest magnitude
-        # (exact in floating point): squares of data ~1e-30 would underflow in
-        # float32, and sums of data ~1e30 overflow.
-        _, e = jnp.frexp(jnp.maximum(jnp.abs(hi), jnp.abs(lo)))
-        (first, _) = reduce(functools.partial(_scaled_moments, shift=0.0, e=-e, second=False), (jnp.add, None))
-        centre = jnp.ldexp(first / total, e)
-        _, e = jnp.frexp(jnp.maximum(jnp.abs(hi - centre), jnp.abs(lo - centre)))
-        first, second = reduce(functools.partial(_scaled_moments, shift=centre, e=-e, second=True), (jnp.add, jnp.add))
-        # The centre is rounded to the data's precision (1e6 + N(0, 1) in float32
-        # has a centre off by up to 0.03 sd); take its residual offset out.
-        spread = jnp.ldexp(jnp.sqrt(jnp.maximum(second / total - jnp.square(first / total), 0)), e)
+        centre, spread = _mean_and_spread(x, sample_weight, hi, lo, total, reduce)
+        centre, spread = _robust_units(x, sample_weight, hi, lo, total, centre, spread)
         # Constant data (the centre may still be off by rounding, so test hi == lo):
         # the data's magnitude |centre| sets the units (1 for all zeros), so that
         # constant 1e19 or 1e-30 stay representable; broken data: the identity map.
@@ -158,31 +218,45 @@ def loop_stats(x_std, sample_weight, params, spec: ModelSpec, moments: Optional[
 
 
 def fast_pass_accurate(params: MixtureParams, moments: Optional[DataMoments], spec: ModelSpec) -> Array:
-    """Whether the ``tanh`` pass resolves every free scale's second moment to a
-    relative ``sqrt(eps)`` at ``params`` (a traced bool; static ``True`` where it
-    always does: known scales, or 64-bit floats).  ``moments`` are those of the
-    whole dataset (summed over chunks).
+    """Whether the ``tanh`` pass resolves every free mean's first and every free
+    scale's second moment to a relative ``sqrt(eps)`` at ``params`` (a traced
+    bool; static ``True`` where the pass is not the ``K = 2`` one).  ``moments``
+    are those of the whole dataset (summed over chunks).
 
-    The pass gets component ``k``'s second moment from raw sums of all the data,
-    so its rounding error is about ``eps * S_k`` with ``S_k = sum_i w_i (x_i -
-    mu_k)^2``, against a second moment of ``W pi_k sigma_k^2``.  At a relative
-    error of ``sqrt(eps)`` an M-step costs the likelihood at most about ``eps``
-    per observation, the rounding level of the likelihood itself.  A narrow or
-    small component fails the test, and its fit leaves the fast phase for the
-    precise pass (the polishing phase of :func:`run_em`) for good.
+    The pass gets component ``k``'s moments from raw sums of all the data, so
+    their rounding errors are about ``eps * sum_i w_i |x_i|`` (at most ``eps *
+    sqrt(W sum_i w_i x_i^2)``) for the first, against ``W pi_k sigma_k`` (the
+    resolution a mean needs, in units of its own scale), and about ``eps * S_k``
+    with ``S_k = sum_i w_i (x_i - mu_k)^2`` for the second, against a second
+    moment of ``W pi_k sigma_k^2``.  At a relative error of ``sqrt(eps)`` an
+    M-step costs the likelihood at most about ``eps`` per observation, the
+    rounding level of the likelihood itself.  A narrow or small component, or
+    data with far outliers (one point at 1e15 among points of size 1: its share
+    of ``sum x`` swamps the bulk's, in float64 too), fail the test, and the fit
+    leaves the fast phase for the precise pass for good (:func:`run_em`).
     """
-    if (moments is None or params.means.shape[-1] != 2 or not spec.scales_free
-            or jnp.finfo(params.scales.dtype).bits >= 64):
+    if moments is None or params.means.shape[-1] != 2:
         return jnp.asarray(True)
     eps = jnp.finfo(params.scales.dtype).eps
+    root_eps = math.sqrt(eps)
     mu = params.means
-    spread_k = moments.second - 2.0 * mu * moments.first + mu * mu * moments.total
-    own = moments.total * params.weights * params.scales * params.scales
-    return over_components(jnp.logical_and, eps * spread_k <= math.sqrt(eps) * own)
+    total = moments.total
+    own_count = total * params.weights
+    ok = jnp.asarray(True)
+    if not all(spec.fixed_means):
+        # Cauchy-Schwarz: sum |x| <= sqrt(W sum x^2).
+        first_err = eps * jnp.sqrt(jnp.maximum(total * moments.second, 0.0))
+        ok = ok & over_components(jnp.logical_and, jnp.asarray(spec.fixed_means)
+                                  | (first_err <= root_eps * own_count * params.scales))
+    if spec.scales_free:
+        spread_k = moments.second - 2.0 * mu * moments.first + mu * mu * total
+        own = own_count * params.scales * params.scales
+        ok = ok & over_components(jnp.logical_and, eps * spread_k <= root_eps * own)
+    return ok
 
 
 def polish_phase(x_std, params: MixtureParams, moments) -> bool:
-    """Whether the ``K = 2`` loop ends with a precise phase (static).
+    """Whether the ``K = 2`` loop's converged fits continue with a precise phase (static).
 
     The ``tanh`` pass gets a component's count as ``(W -/+ sum t) / 2`` and its
     second moment from raw moments: in float64 that is exact enough, but in
@@ -190,13 +264,18 @@ def polish_phase(x_std, params: MixtureParams, moments) -> bool:
     ``eps * W = 0.1``) and a tight one far from the centre (relative error
     ``eps * mean^2 / var``; tests/test_robustness.py::
     test_float32_small_component_of_large_dataset).  So narrower floats run the
-    fast pass to convergence (or, with free scales, until
-    :func:`fast_pass_accurate` fails), then continue with the precise pass until
-    *it* converges: the result is the precise pass's fixed point, and where the
-    fast one is already close (the usual case) this costs one or a few
-    iterations.
+    fast pass to convergence (or until :func:`fast_pass_accurate` fails), then
+    continue with the precise pass until *it* converges: the result is the
+    precise pass's fixed point, and where the fast one is already close (the
+    usual case) this costs one or a few iterations.  In every dtype, fits that
+    left the fast phase because it stopped being accurate continue there.
     """
-    return moments is not None and params.means.shape[-1] == 2 and jnp.finfo(x_std.dtype).bits < 64
+    return two_passes(params, moments) and jnp.finfo(x_std.dtype).bits < 64
+
+
+def two_passes(params: MixtureParams, moments) -> bool:
+    """Whether the loop runs the ``K = 2`` fast pass, then the precise one (static)."""
+    return moments is not None and params.means.shape[-1] == 2
 
 
 def em_update(x_std, sample_weight, params, spec: ModelSpec, scale_floor, min_count, moments=None,
@@ -231,8 +310,9 @@ def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, m
            moments: Optional[DataMoments] = None, phases: str = "all"):
     """Iterate EM from ``state`` until converged, non-finite or ``n_iter == max_iter``.
 
-    Where :func:`polish_phase` holds, a fast loop is followed by a precise one
-    (the fits the fast loop left converged are restarted in it); ``phases``
+    For two components a fast loop is followed by a precise one, which carries
+    on the fits that left the fast one inaccurate and, where
+    :func:`polish_phase` holds, restarts the converged ones; ``phases``
     (static) runs ``"all"``, only the ``"fast"`` or only the ``"precise"`` loop
     (the compacting driver schedules the phases itself).
     """
@@ -270,11 +350,11 @@ def run_em(x_std, sample_weight, state: LoopState, tol, max_iter, scale_floor, m
 
         return lax.while_loop(running, body, s)
 
-    if not polish_phase(x_std, state.params, moments):
+    if not two_passes(state.params, moments):
         return loop(state, True)
     if phases in ("all", "fast"):
         state = loop(state, True)
-    if phases == "all":
+    if phases == "all" and polish_phase(x_std, state.params, moments):
         state = restart_converged(state, tol)
     if phases in ("all", "precise"):
         state = loop(state, False)
@@ -300,6 +380,7 @@ def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standa
         # Negative weights can only arrive traced (the eager boundary rejects
         # them); the "fit" is then no likelihood fit at all, so flag it.
         finite = finite & jnp.all(sample_weight >= 0)
+    finite = finite & fixed_weights_valid(params.weights, spec)
     any_free = [not (a and b and c) for a, b, c in
                 zip(spec.fixed_weights, spec.fixed_means, spec.fixed_scales)]
     empty = jnp.any(jnp.asarray(any_free) & (final.count <= std.min_count))
@@ -317,6 +398,27 @@ def finish(x_std, sample_weight, state: LoopState, tol, scale_floor, std: Standa
         status=status,
         converged=status == Status.CONVERGED,
     )
+
+
+def fixed_weights_valid(weights: Array, spec: ModelSpec) -> Array:
+    """Whether weights held fixed are a valid part of a mixture: non-negative,
+    summing to at most 1 (exactly 1, to rounding, when all are fixed).
+
+    The eager boundary rejects such ``init`` weights; traced ones (a user's
+    ``jit`` around ``fit``) cannot raise, and a fit from fixed weights summing to
+    1.2 came back CONVERGED with a "log-likelihood" above the true maximum
+    (issue 21 #5): it is reported NONFINITE (invalid traced input) instead.
+    """
+    if not any(spec.fixed_weights):
+        return jnp.asarray(True)
+    fixed = jnp.asarray(spec.fixed_weights)
+    eps = jnp.finfo(weights.dtype).eps
+    slack = 16 * eps * weights.shape[-1]
+    mass = over_components(jnp.add, jnp.where(fixed, weights, 0.0))
+    ok = over_components(jnp.logical_and, ~fixed | (weights >= 0)) & (mass <= 1 + slack)
+    if all(spec.fixed_weights):
+        ok = ok & (mass >= 1 - slack)
+    return ok
 
 
 def fit_one(x, sample_weight, init, tol, max_iter, scale_floor, spec: ModelSpec) -> FitResult:

@@ -100,4 +100,19 @@ def over_components(op: Callable, a: Array) -> Array:
     A/B, B = 100k x n = 100: 1.32 -> 1.47 G point-iterations/s with known
     scales, 0.54 -> 0.57 all free; no change at n = 1000).
     """
+    if a.shape[-1] > UNROLL_COMPONENTS:
+        # Unrolled, the program grows with K and compile time faster than
+        # linearly (K = 60 took 48 s, K = 120 over 200 s): reduce instead.
+        return _REDUCTIONS[op](a, axis=-1)
     return functools.reduce(op, [a[..., k] for k in range(a.shape[-1])])
+
+
+# Up to this many components, per-component work is written out component by
+# component (elementwise, as measured faster on CPU for K = 2..5, see
+# over_components and _em.sufficient_stats); above it, as stacked arrays and
+# reductions over the component axis, so the program's size (and compile time)
+# does not grow with K.
+UNROLL_COMPONENTS = 8
+
+_REDUCTIONS = {jnp.add: jnp.sum, jnp.maximum: jnp.max, jnp.minimum: jnp.min,
+               jnp.logical_and: jnp.all, jnp.logical_or: jnp.any}

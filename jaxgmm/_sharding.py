@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._batching import batch_shape_of
+from ._em import times_pow2
 from ._fit import prepare_fit, with_fixed_values
 from ._loop import fit_batched
 from ._params import FitResult, MixtureParams
@@ -78,7 +79,7 @@ def _sharded_fit(mesh: Mesh, spec, x_sharded: bool, w_sharded: bool, init_sharde
     part = lambda sharded: P(axis) if sharded else P()
 
     def local(x_, w_, p_, tol_, it_, fl_):
-        return with_fixed_values(fit_batched(x_, w_, p_, tol_, it_, fl_, spec=spec), p_, spec)
+        return with_fixed_values(fit_batched(x_, w_, p_, tol_, it_, fl_, spec=spec), p_, None, spec)
 
     return jit(jax.shard_map(
         local, mesh=mesh,
@@ -125,6 +126,8 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
     run = _sharded_fit(mesh, args.spec, x_sh, w_sh, i_sh)
     out = run(x, weight, init, tol, max_iter, floor)
     out = jax.tree_util.tree_map(lambda a: a[:size].reshape(batch + a.shape[1:]), out)
+    if args.weight_exp is not None:  # the log-likelihood in the user's units of weight
+        out = out._replace(loglik=times_pow2(out.loglik, jnp.broadcast_to(args.weight_exp, out.loglik.shape)))
     return out._replace(model=args.spec)
 
 

@@ -47,8 +47,8 @@ from jax import lax
 
 from ._em import DataMoments, ModelSpec, SuffStats, data_moments, m_step_from_stats, sufficient_stats, \
     two_component_stats
-from ._loop import (LoopState, Standardiser, _all_finite, _largest_change, finish, map_in_blocks, polish_phase,
-                    restart_converged, run_em, step_finite)
+from ._loop import (LoopState, Standardiser, _all_finite, _largest_change, fast_pass_accurate, finish,
+                    map_in_blocks, polish_phase, restart_converged, run_em, step_finite, two_passes)
 from ._params import Array, FitResult, MixtureParams, over_components
 from ._xla import jit
 
@@ -79,10 +79,15 @@ def e_pass(x_std, sample_weight, params, spec: ModelSpec, moments: DataMoments,
     # ``_loop.fast_pass_accurate``), and the exact pass runs instead.  Its counts
     # are resolved to eps of the total weight, so in float32 the fit ends with
     # the precise phase, as the plain loop does (fit_one_squarem).
-    if params.means.shape[-1] == 2 and (jnp.finfo(x_std.dtype).bits >= 64 or not spec.scales_free):
+    if uses_tanh_pass(x_std, params, spec):
         return two_component_stats(x_std, params, sample_weight, moments,
                                    second_moments=spec.scales_free, loglik=loglik)
     return sufficient_stats(x_std, params, sample_weight, second_moments=spec.scales_free, loglik=loglik)
+
+
+def uses_tanh_pass(x_std, params: MixtureParams, spec: ModelSpec) -> bool:
+    """Whether the cycles' E-pass is the one-``tanh`` pass (static; see :func:`e_pass`)."""
+    return params.means.shape[-1] == 2 and (jnp.finfo(x_std.dtype).bits >= 64 or not spec.scales_free)
 
 
 def to_free(p: MixtureParams) -> MixtureParams:
@@ -127,7 +132,11 @@ def start_state(x_std, sample_weight, params: MixtureParams, spec: ModelSpec,
 
 
 def as_loop_state(s: SquaremState) -> LoopState:
-    return LoopState(s.params, s.n_iter, s.change, s.finite)
+    """The plain loop's state at the end of the cycles; a fit that left them
+    unfinished (the ``tanh`` pass stopped being accurate) is marked running, so
+    that the precise phase carries it on."""
+    change = jnp.where(s.done, s.change, jnp.inf).astype(s.change.dtype)
+    return LoopState(s.params, s.n_iter, change, s.finite)
 
 
 def run_squarem(x_std, sample_weight, params: MixtureParams, tol, max_iter, scale_floor, min_count,
@@ -152,8 +161,14 @@ def squarem_cycles(x_std, sample_weight, start: SquaremState, tol, max_iter, sca
     m = functools.partial(m_step_from_stats, spec=spec, min_scale=scale_floor, min_count=min_count)
     one = jnp.asarray(1.0, x_std.dtype)
 
+    # Cycles on the tanh pass stop (unfinished) where it stops being accurate,
+    # as the plain loop's fast phase does; the precise phase carries the fit on.
+    tanh = uses_tanh_pass(x_std, start.params, spec)
+    accurate = (lambda p: fast_pass_accurate(p, moments, spec)) if tanh else (lambda p: True)
+
     def cond(s: SquaremState):
-        return ~s.done if pause_at is None else ~s.done & (s.n_iter < pause_at)
+        go = ~s.done & accurate(s.params)
+        return go if pause_at is None else go & (s.n_iter < pause_at)
 
     def body(s: SquaremState):
         # Safeguard: keep last cycle's extrapolated point only if it is no worse than
@@ -226,10 +241,13 @@ def fit_one_squarem(x, sample_weight, init, tol, max_iter, scale_floor, spec: Mo
     moments = data_moments(x_std, sample_weight)
     state = run_squarem(x_std, sample_weight, std.params_in(init), tol, max_iter, scale_floor,
                         std.min_count, spec, moments)
-    if polish_phase(x_std, init, moments):
-        # As in the plain loop: where the fast K=2 pass is not precise enough
-        # (float32), finish with plain EM on the precise pass until it converges.
-        state = run_em(x_std, sample_weight, restart_converged(state, tol), tol, max_iter, scale_floor,
+    if two_passes(init, moments):
+        # As in the plain loop: fits the tanh pass left unfinished, and where it
+        # is not precise enough (float32) the converged ones too, finish with
+        # plain EM on the precise pass until it converges.
+        if polish_phase(x_std, init, moments):
+            state = restart_converged(state, tol)
+        state = run_em(x_std, sample_weight, state, tol, max_iter, scale_floor,
                        std.min_count, spec, moments, phases="precise")
     # max_iter = 0: no pass at all, the start is returned (as in the plain loop).
     none = max_iter <= 0

@@ -17,9 +17,15 @@ import jax
 import jax.numpy as jnp
 
 from ._params import FitResult, MixtureParams
+from ._xla import top_level
 
 
 def is_concrete(*arrays) -> bool:
+    """Whether value checks can run on ``arrays``: none is traced, and no
+    function is being traced (under a user's ``jit``, even a closed-over
+    concrete array turns into a tracer as soon as a ``jnp`` check touches it)."""
+    if not top_level():
+        return False
     return not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(arrays))
 
 
