@@ -157,6 +157,7 @@ def bootstrap(
     _validate.check_iteration_args(tol, max_iter)
     _validate.check_accelerate(accelerate)
     spec = make_spec(fixed, params.means.shape[-1], equal_scales)
+    _validate.check_equal_fixed_scales(params, spec, name="estimate")
     n = x.shape[-1]
     chunk = auto_chunk(n, n_boot, 1) if chunk_size is None else min(check_count(chunk_size, "chunk_size"), n_boot)
     design = _BootDesign(spec, kind, None if tol is None else float(tol), int(max_iter),

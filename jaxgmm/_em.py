@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import _validate
 from ._params import UNROLL_COMPONENTS, Array, MixtureParams, over_components
 from ._spec import ModelSpec as ModelSpec  # re-exported: most modules import it from here
 from ._spec import make_spec
@@ -407,7 +408,13 @@ def e_step(
       ``sum_i w_i log p(x_i | params)``, the log-likelihood *of* ``params``.
 
     Pure and jittable; ``jax.vmap`` it for batches.
+
+    Raises:
+      ValueError, TypeError: for concrete invalid arguments (params that are
+        not a mixture, negative weights, bad ``resp``), naming the argument;
+        traced values inside ``jit``/``vmap`` are not checked (shapes are).
     """
+    x, params, sample_weight = _validate.as_step_args(x, params, sample_weight, func="e_step", one_dataset=True)
     x, params = _as_float(x, params)
     rho, point_ll = _responsibilities(x, params)
     resp = rho.T if params.means.shape[-1] > UNROLL_COMPONENTS else jnp.stack(rho, axis=-1)
@@ -494,7 +501,13 @@ def m_step(
 
     Returns:
       The updated :class:`MixtureParams`.
+
+    Raises:
+      ValueError, TypeError: for concrete invalid arguments (params that are
+        not a mixture, negative weights, bad ``resp``), naming the argument;
+        traced values inside ``jit``/``vmap`` are not checked (shapes are).
     """
+    x, resp, params, sample_weight = _validate.as_m_step_args(x, resp, params, sample_weight, fixed, equal_scales)
     x, params = _as_float(x, params)
     resp = jnp.asarray(resp, x.dtype).T
     spec = make_spec(fixed, params.means.shape[-1], equal_scales)
@@ -528,7 +541,13 @@ def log_likelihood(
 
     Returns:
       Array of the broadcast batch shape.
+
+    Raises:
+      ValueError, TypeError: for concrete invalid arguments (params that are
+        not a mixture, negative weights, bad ``resp``), naming the argument;
+        traced values inside ``jit``/``vmap`` are not checked (shapes are).
     """
+    x, params, sample_weight = _validate.as_step_args(x, params, sample_weight, func="log_likelihood")
     x, params = _as_float(x, params)
     x = x[..., None, :]
     means, scales, weights = (f[..., :, None] for f in (params.means, params.scales, params.weights))

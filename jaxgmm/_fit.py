@@ -57,7 +57,8 @@ def fit(
         shape; weight 0 means "not there", so datasets of different sizes can share
         one padded batch. The log-likelihood is weighted by them.
       scale_floor: free scales never drop below ``scale_floor`` times the
-        dataset's (weighted) standard deviation; a fit that ends on the floor is
+        dataset's (weighted) spread (its standard deviation, or that of the
+        observations within 8 of them where some lie beyond, see Convergence); a fit that ends on the floor is
         reported as ``Status.DEGENERATE``. The scale-free analogue of
         scikit-learn's ``reg_covar``; it removes the unbounded-likelihood spikes of
         unequal-variance mixtures. Must lie in ``[0, 1)``. Constant data (zero
@@ -102,8 +103,15 @@ def fit(
       fitted ``model`` (static: what ``fixed`` and ``equal_scales`` said).
 
     Convergence: a fit stops when the largest change in one iteration of any
-    weight, or of any mean or scale in units of the data's standard deviation, is
+    weight, or of any mean or scale in units of the data's spread, is
     below ``tol`` (strictly, so ``tol=0`` runs exactly ``max_iter`` iterations).
+    The spread is the (weighted) standard deviation, or, where observations lie
+    more than 8 standard deviations from the centre, that of the observations
+    within (taken again until none lies beyond, at most 8 times; never from less
+    than half of the weight), so that a far outlier cannot inflate the unit.
+    A fit's result does not depend on the values of its batch-mates; it can
+    depend on the batch's *shape* through rounding (XLA:CPU sums small blocks
+    of fits differently), within the stopping error: a step more or less.
     Changing ``tol``, ``max_iter``, ``scale_floor`` or the data values does not
     recompile; changing shapes, dtypes, ``fixed`` or ``equal_scales`` does.
 
@@ -180,6 +188,7 @@ def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEF
     _validate.check_iteration_args(tol, max_iter)
     _validate.check_scale_floor(scale_floor)
     spec = make_spec(fixed, init.means.shape[-1], equal_scales)
+    _validate.check_equal_fixed_scales(init, spec)
     _validate.check_enough_observations(x, sample_weight, n_free_parameters(spec))
     tol = default_tol(x.dtype) if tol is None else tol
     weight_exp = None
@@ -213,6 +222,7 @@ def best_of(result: FitResult, axis: int = 0) -> FitResult:
     Returns:
       A :class:`FitResult` with ``axis`` removed.
     """
+    _validate.check_best_of_axis(result, axis)
     rank, ll = _healthy_first_score(result)
     axis = axis % rank.ndim
     best_rank = jnp.max(rank, axis=axis, keepdims=True)

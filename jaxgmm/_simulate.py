@@ -24,9 +24,7 @@ def sample(key: Array, params: MixtureParams, n: int, shape: tuple = ()) -> Arra
       Array of shape ``shape + batch_shape(params) + (n,)`` in the parameters'
       float dtype.
     """
-    n = int(n)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    n = _validate.as_count(n, "n", minimum=0)  # 2.5 or "3" are errors, not 2 and 3
     dtype = _validate.float_dtype_for(*params)
     params = _validate.as_params(params, dtype, name="params")
     return _sample(key, params, n, tuple(int(s) for s in shape))

@@ -289,6 +289,7 @@ def monte_carlo(
         raise ValueError(f"truth must describe one mixture (fields of shape (K,)), got shape {truth.means.shape}")
     k = truth.means.shape[-1]
     spec = make_spec(fixed, k, equal_scales)
+    _validate.check_equal_fixed_scales(truth, spec, name="truth")
     given = truth
     if init is None:
         mode, starts = "truth", 1
