@@ -464,6 +464,7 @@ def _fit(args) -> int:
     if any(v is not None and v <= 0 for v in given.get("scales", [])):
         raise CLIError("--scales: fixed scales must be positive")
 
+    plot_out = _fit_plot_output(args)  # checked before the fit, as the study's outputs are
     _enable_x64_if(args)
     _check_fit_limits(args, data.size, 8 if args.float64 else 4)
     import jax
@@ -529,7 +530,37 @@ def _fit(args) -> int:
                     continue
                 print(f"  {sym + '_' + str(j + 1):<8} SE {np.asarray(getattr(b.se, f))[j]:.6g}   "
                       f"[{np.asarray(getattr(b.lower, f))[j]:.6g}, {np.asarray(getattr(b.upper, f))[j]:.6g}]")
+    if plot_out is not None:
+        plot_out.write(lambda path: _plot_fitted(data, result, path, args.file))
+        print(f"plot of the fit written to {args.plot}")
     return 0 if status == Status.CONVERGED else 1
+
+
+def _fit_plot_output(args):
+    """The ``jaxgmm fit --plot`` file, checked (and its temporary made) now, or None."""
+    if args.plot is None:
+        return None
+    from ._outputs import OutputError, OutputFile
+
+    _require_matplotlib()
+    try:
+        return OutputFile("--plot", args.plot, _plot_extensions(), args.force)
+    except OutputError as err:
+        raise CLIError(str(err)) from None
+
+
+def _plot_fitted(data, result, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._plot import plot_fit
+
+    ax = plot_fit(data, result)
+    ax.set_title(f"jaxgmm fit {title}")
+    ax.figure.savefig(path, dpi=110)
+    plt.close(ax.figure)
 
 
 def _check_float32_range(data, args) -> None:
@@ -689,6 +720,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report nonparametric bootstrap SEs and percentile intervals from B resamples")
     f.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     f.add_argument("--float64", action="store_true", help="compute in float64")
+    f.add_argument("--plot", metavar="FILE.png",
+                   help="draw the fitted density and its components over the data's histogram (needs matplotlib)")
+    f.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     f.set_defaults(run=_fit)
     return parser
 

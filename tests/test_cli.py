@@ -172,3 +172,19 @@ def test_fit_kmax_and_bootstrap_in_process(textbook_file, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "smallest BIC: K = 2" in out and "percentile interval" in out
+
+
+def test_fit_plot_is_written_after_the_fit_and_checked_before(textbook_file, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    folder, x = textbook_file
+    target = tmp_path / "fit.png"
+    code = cli.main(["fit", str(folder / "x.npy"), "--restarts", "2", "--plot", str(target)])
+    assert code == 0 and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot of the fit written to {target}" in capsys.readouterr().out
+    # An existing file is kept without --force, and a bad extension fails before any fit runs.
+    import jaxgmm._fit
+    monkeypatch.setattr(jaxgmm._fit, "fit", lambda *a, **k: pytest.fail("the fit ran"))
+    for argv, message in [(["--plot", str(target)], "exists"), (["--plot", str(tmp_path / "fit.txt")], "must end in")]:
+        assert cli.main(["fit", str(folder / "x.npy"), *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob(".fit*"))  # no temporary files left behind
