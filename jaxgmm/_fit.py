@@ -9,8 +9,7 @@ import jax.numpy as jnp
 
 from . import _validate
 from ._loop import default_tol, fit_batched
-from ._em import ModelSpec
-from ._em import times_pow2
+from ._em import ModelSpec, times_pow2
 from ._params import Array, FitResult, MixtureParams, Status
 from ._spec import make_spec, n_free_parameters
 from ._xla import jit
@@ -149,8 +148,15 @@ def with_fixed_values(result: FitResult, init: MixtureParams, weight_exp, spec: 
     params = MixtureParams(*(
         jnp.where(jnp.asarray(mask), given, fitted) if any(mask) else fitted
         for mask, given, fitted in zip(masks, init, result.params)))
-    loglik = result.loglik if weight_exp is None else times_pow2(result.loglik, weight_exp)
-    return result._replace(params=params, loglik=loglik)
+    return result._replace(params=params, loglik=loglik_in_weight_units(result.loglik, weight_exp))
+
+
+def loglik_in_weight_units(loglik, weight_exp):
+    """``loglik`` of weights divided by ``2**weight_exp`` (:func:`normalise_weights`)
+    in the units of the user's weights; ``None`` means they were not divided."""
+    if weight_exp is None:
+        return loglik
+    return times_pow2(loglik, jnp.broadcast_to(weight_exp, jnp.shape(loglik)))
 
 
 @jit

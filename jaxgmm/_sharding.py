@@ -27,8 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._batching import batch_shape_of
-from ._em import times_pow2
-from ._fit import prepare_fit, with_fixed_values
+from ._fit import loglik_in_weight_units, prepare_fit, with_fixed_values
 from ._loop import fit_batched
 from ._params import FitResult, MixtureParams
 from ._xla import jit
@@ -126,9 +125,7 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
     run = _sharded_fit(mesh, args.spec, x_sh, w_sh, i_sh)
     out = run(x, weight, init, tol, max_iter, floor)
     out = jax.tree_util.tree_map(lambda a: a[:size].reshape(batch + a.shape[1:]), out)
-    if args.weight_exp is not None:  # the log-likelihood in the user's units of weight
-        out = out._replace(loglik=times_pow2(out.loglik, jnp.broadcast_to(args.weight_exp, out.loglik.shape)))
-    return out._replace(model=args.spec)
+    return out._replace(loglik=loglik_in_weight_units(out.loglik, args.weight_exp), model=args.spec)
 
 
 def data_sharding(mesh: Mesh, axis_name: Optional[str] = None) -> NamedSharding:
