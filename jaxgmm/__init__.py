@@ -37,7 +37,7 @@ from ._inference import standard_errors as standard_errors
 from ._init import init_params as init_params
 from ._io import load as load
 from ._io import save as save
-from ._loop import default_tol as default_tol
+from ._controls import default_tol as default_tol
 from ._mv_params import MultivariateParams as MultivariateParams
 from ._params import FitResult as FitResult
 from ._params import MixtureParams as MixtureParams

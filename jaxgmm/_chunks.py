@@ -25,18 +25,20 @@ from jax import lax
 from ._em import DataMoments, data_moments
 from ._params import Array
 
-# Datasets longer than LARGE_N are reduced in chunks of chunk_size() observations.
-LARGE_N = 2 ** 22
-# On CPU a chunk's data and temporaries stay in cache (2^18 float32 = 1 MiB; 1.4x
-# faster than 2^20 at n = 8e6); accelerators have no such cache, and each chunk
-# costs a few kernel launches, so they take chunks as long as LARGE_N (H200, one
+# Datasets longer than LARGE_N are reduced in chunks of observations.  On CPU a
+# chunk's data and temporaries stay in cache (CHUNK = 2^18 float32 = 1 MiB; 1.4x
+# faster than 2^20 at n = 8e6); accelerators have no such cache and each chunk
+# costs kernel launches, so they take chunks as long as LARGE_N (H200, one
 # dataset of 2^27 points: 214 G pt-it/s, against 89 with 2^20 and 25 with 2^18;
 # longer chunks run faster still but the fit holds about 11 chunk-sized
-# temporaries).
+# temporaries).  The engine's chunk length is ``Tuning.chunk``
+# (jaxgmm/_controls.py), resolved from these.
+LARGE_N = 2 ** 22
 CHUNK = 2 ** 18
 
 
 def chunk_size() -> int:
+    """Chunk length for the backend JAX defaults to, for callers outside the engine."""
     return CHUNK if jax.default_backend() == "cpu" else max(CHUNK, LARGE_N)
 
 
@@ -96,7 +98,8 @@ class ChunkedData(NamedTuple):
         return self._map(piece, lambda total, part: jax.tree_util.tree_map(jnp.add, total, part))
 
 
-def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: tuple):
+def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: tuple,
+              chunk: Optional[int] = None):
     """``fn(x, sample_weight)``, a tuple of reductions over the observations.
 
     For a dataset longer than :data:`LARGE_N`, ``fn`` runs on chunks of
@@ -109,7 +112,7 @@ def over_data(x: Array, sample_weight: Optional[Array], fn: Callable, combine: t
     if n <= LARGE_N:
         return fn(x, sample_weight)
 
-    chunk = chunk_size()
+    chunk = chunk_size() if chunk is None else chunk
     return _fold(-(-n // chunk), lambda i: fn(*raw_chunk(x, sample_weight, i, chunk)),
                  lambda total, part: tuple(t if op is None else op(t, r) for op, t, r in zip(combine, total, part)))
 
@@ -132,8 +135,14 @@ def raw_chunk(x: Array, weight: Optional[Array], i, chunk: int):
     return xs, jnp.where(start + jnp.arange(chunk) >= i * chunk, ws, 0.0).astype(x.dtype)
 
 
-def chunked(x: Array, sample_weight: Optional[Array], centre, spread) -> Optional[ChunkedData]:
+def is_large(n: int) -> bool:
+    """Whether a dataset of ``n`` observations is reduced in chunks (static)."""
+    return n > LARGE_N
+
+
+def chunked(x: Array, sample_weight: Optional[Array], centre, spread,
+            chunk: Optional[int] = None) -> Optional[ChunkedData]:
     """A :class:`ChunkedData` for a dataset longer than :data:`LARGE_N`, else None."""
-    if x.shape[-1] <= LARGE_N:
+    if not is_large(x.shape[-1]):
         return None
-    return ChunkedData(x, sample_weight, centre, spread, chunk_size())
+    return ChunkedData(x, sample_weight, centre, spread, chunk_size() if chunk is None else chunk)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from . import _validate
-from ._loop import default_tol, fit_batched
-from ._em import ModelSpec, times_pow2
+from ._batching import batch_shape_of
+from ._controls import Controls, Tuning, default_tol, resolve_tuning
+from ._em import times_pow2
+from ._engine import Work, solve
 from ._params import Array, FitResult, MixtureParams, Status
-from ._spec import make_spec, n_free_parameters
+from ._spec import ModelSpec, make_spec, n_free_parameters
+from ._univariate import Univariate
 from ._xla import jit
 
 DEFAULT_MAX_ITER = 10_000
@@ -30,7 +34,7 @@ def fit(
     scale_floor: float = DEFAULT_SCALE_FLOOR,
     nan_policy: str = "raise",
     accelerate: Optional[str] = None,
-    compact: bool = False,
+    compact: Optional[bool] = None,
 ) -> FitResult:
     """Fit univariate Gaussian mixtures by EM, one dataset or millions at once.
 
@@ -76,17 +80,16 @@ def fit(
         the safeguard), so it pays off when fits need many iterations (hundreds,
         or a batch with a long tail); fits that plain EM finishes in a dozen or
         two iterations run slower with it.
-      compact: run the batch in chunks of iterations and, between chunks, pack
-        the fits still running into fresh blocks, so that finished fits stop
-        costing time (the "slowest-fit tax" of ``vmap`` over ``while_loop``; see
-        ``jaxgmm/_compact.py``). Each fit runs the same loop and stopping rule
-        as with the default driver (results agree up to the rounding of sums
-        over differently shaped blocks); a host loop, so not usable inside
-        ``jit``. Works with either ``accelerate`` (SQUAREM fits are chunked by
-        E-steps, pausing between extrapolation cycles). A CPU tool: on a GPU
-        the finished fits' masked lanes cost little and each round of the host
-        loop costs a synchronisation, and it was several times slower there
-        (``bench/RESULTS.md``, section 6).
+      compact: how the batch is scheduled (``jaxgmm/_engine.py``). ``True``:
+        fits run in cache-sized blocks whose lanes are refilled from the
+        waiting fits as fits finish, so finished fits stop costing time and one
+        slow fit (or a long tail of them) holds up only its own lane, not its
+        block or the batch. ``False``: each block of fits runs until its slowest
+        fit stops. ``None`` (default): ``True`` on CPU, ``False`` on
+        accelerators (there blocks hold the whole batch and masked lanes cost
+        little; compaction has not been measured on one). Every fit takes the
+        same steps either way, and the two give bit-identical results. Works
+        with either ``accelerate``, every batch layout, and inside ``jit``.
 
     Raises:
       ValueError, TypeError: on concrete bad input (shapes, dtypes, NaN data, bad
@@ -118,19 +121,24 @@ def fit(
     float64 by itself (set ``JAX_ENABLE_X64=1`` or ``jax.config`` for that).
     """
     args = prepare_fit(x, init, fixed=fixed, equal_scales=equal_scales, tol=tol, max_iter=max_iter,
-                       sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy)
-    _validate.check_accelerate(accelerate)
-    if compact:
-        from ._compact import fit_compacted
+                       sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy,
+                       accelerate=accelerate, compact=compact)
+    return run(args)[0]
 
-        result = fit_compacted(*args.arrays, spec=args.spec, accelerate=accelerate)[0]
-    elif accelerate == "squarem":
-        from ._squarem import fit_batched_squarem
 
-        result = fit_batched_squarem(*args.arrays, spec=args.spec)
-    else:
-        result = fit_batched(*args.arrays, spec=args.spec)
-    return with_fixed_values(result, args.arrays[2], args.weight_exp, args.spec)._replace(model=args.spec)
+def run(args: "FitArgs") -> tuple[FitResult, Work]:
+    """The engine on prepared arguments: the result as :func:`fit` returns it, and
+    the work accounting (for benchmarks)."""
+    arrays, static = engine_call(args)
+    result, work = solve(*arrays, **static)
+    return with_fixed_values(result, args.init, args.weight_exp, args.spec)._replace(model=args.spec), work
+
+
+def engine_call(args: "FitArgs") -> tuple[tuple, dict]:
+    """``(arrays, static)`` of the engine call for ``args``: ``solve(*arrays, **static)``
+    (or ``solve.lower(...)`` to inspect the compiled program)."""
+    return ((args.x, args.sample_weight, args.init, args.controls),
+            dict(family=Univariate(args.spec), accelerate=args.accelerate, tuning=args.tuning))
 
 
 @jit(static_argnames=("spec",))
@@ -176,16 +184,23 @@ def normalise_weights(sample_weight):
 
 
 class FitArgs(NamedTuple):
-    """Validated, converted arguments of :func:`fit` for the compiled driver."""
+    """Validated, converted arguments of :func:`fit` for the engine."""
 
-    arrays: tuple  # (x, sample_weight, init, tol, max_iter, scale_floor)
-    spec: ModelSpec
+    x: Array  # (..., n)
+    sample_weight: Optional[Array]  # broadcastable to x, each dataset's divided by 2**weight_exp
+    init: MixtureParams  # fields (..., K)
+    controls: Controls  # traced
+    spec: ModelSpec  # static
+    accelerate: Optional[str]  # static
+    tuning: Tuning  # static, resolved here from the backend and the shapes
     weight_exp: Optional[Array] = None  # see normalise_weights
 
 
 def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEFAULT_MAX_ITER,
-                sample_weight=None, scale_floor=DEFAULT_SCALE_FLOOR, nan_policy="raise") -> FitArgs:
-    """All of :func:`fit`'s checks and conversions, shared by every driver."""
+                sample_weight=None, scale_floor=DEFAULT_SCALE_FLOOR, nan_policy="raise",
+                accelerate=None, compact=None) -> FitArgs:
+    """All of :func:`fit`'s checks and conversions, shared by every caller of the
+    engine (:func:`jaxgmm.fit_sharded` re-sizes ``tuning`` for a device's share)."""
     x = _validate.as_data(x)
     init = _validate.as_params(init, x.dtype)
     sample_weight = _validate.as_sample_weight(sample_weight, x)
@@ -200,9 +215,16 @@ def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEF
     weight_exp = None
     if sample_weight is not None:
         sample_weight, weight_exp = normalise_weights(sample_weight)
-    arrays = (x, sample_weight, init, jnp.asarray(tol, x.dtype), jnp.asarray(max_iter, jnp.int32),
-              jnp.asarray(scale_floor, x.dtype))
-    return FitArgs(arrays, spec, weight_exp)
+    _validate.check_accelerate(accelerate)
+    if compact is not None:
+        compact = _validate.check_bool(compact, "compact")
+    shapes = [batch_shape_of(x, 1), batch_shape_of(init, 1)]
+    if sample_weight is not None:
+        shapes.append(batch_shape_of(sample_weight, 1))
+    size = math.prod(jnp.broadcast_shapes(*shapes))
+    controls = Controls(jnp.asarray(tol, x.dtype), jnp.asarray(max_iter, jnp.int32), jnp.asarray(scale_floor, x.dtype))
+    tuning = resolve_tuning(x.shape[-1], size, x.dtype, compact)
+    return FitArgs(x, sample_weight, init, controls, spec, accelerate, tuning, weight_exp)
 
 
 def _healthy_first_score(result: FitResult) -> Array:

@@ -37,7 +37,8 @@ from . import _validate
 from ._em import ModelSpec, log_likelihood
 from ._fit import best_of, fit
 from ._init import init_params
-from ._loop import Standardiser, map_in_blocks
+from ._blocks import map_in_blocks
+from ._units import Standardiser
 from ._params import Array, FitResult, MixtureParams
 from ._spec import make_spec, n_free_parameters
 from ._xla import jit
@@ -115,7 +116,7 @@ def _covariance_one(x, sample_weight, params: MixtureParams, spec: ModelSpec) ->
     unit_for = lambda spread: jnp.concatenate([jnp.ones((k,), x.dtype), jnp.full((2 * k,), spread, x.dtype)])
     if p == 0:
         return jnp.zeros((3 * k, 3 * k), x.dtype), unit_for(jnp.ones((), x.dtype))
-    # The Hessian is taken on standardised data (the fit's own map, see _loop.py)
+    # The Hessian is taken on standardised data (the fit's own map, see _units.py)
     # so that it is well conditioned whatever the data's location and scale.
     std = Standardiser.from_data(x, sample_weight)
     x_std = std.data(x)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import _validate
-from ._loop import _extent
+from ._units import _extent
 from ._params import Array, MixtureParams
 from ._xla import jit
 
@@ -33,7 +33,7 @@ def _unit_map(x, w):
 
     One pass of ``max``/``min`` and all in halves, so nothing overflows; the
     starts need no more than data of order one (a small program: the fit's
-    :class:`~jaxgmm._loop.Standardiser` made ``init_params`` compile 1.6x longer).
+    :class:`~jaxgmm._units.Standardiser` made ``init_params`` compile 1.6x longer).
     """
     hi, lo, _, _ = _extent(x, w)
     centre = 0.5 * hi + 0.5 * lo

@@ -27,9 +27,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._batching import batch_shape_of
+from ._controls import resolve_tuning
+from ._engine import solve
 from ._fit import loglik_in_weight_units, prepare_fit, with_fixed_values
-from ._loop import fit_batched
 from ._params import FitResult, MixtureParams
+from ._univariate import Univariate
 from ._xla import jit
 
 BATCH_AXIS = "batch"
@@ -68,8 +70,8 @@ def _flatten_batch(arg, core_ndim: int, batch: tuple, padded: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _sharded_fit(mesh: Mesh, spec, x_sharded: bool, w_sharded: bool, init_sharded: bool):
-    """The jitted ``shard_map`` of the fit for one mesh, model and sharding pattern.
+def _sharded_fit(mesh: Mesh, spec, accelerate, tuning, x_sharded: bool, w_sharded: bool, init_sharded: bool):
+    """The jitted ``shard_map`` of the fit for one mesh, model, engine options and sharding pattern.
 
     Built once per pattern and reused: a new ``jax.jit`` object per call would
     trace and compile the whole fit again on every call.
@@ -77,12 +79,13 @@ def _sharded_fit(mesh: Mesh, spec, x_sharded: bool, w_sharded: bool, init_sharde
     axis = mesh.axis_names[0]
     part = lambda sharded: P(axis) if sharded else P()
 
-    def local(x_, w_, p_, tol_, it_, fl_):
-        return with_fixed_values(fit_batched(x_, w_, p_, tol_, it_, fl_, spec=spec), p_, None, spec)
+    def local(x_, w_, p_, ctl_):
+        result, _ = solve(x_, w_, p_, ctl_, family=Univariate(spec), accelerate=accelerate, tuning=tuning)
+        return with_fixed_values(result, p_, None, spec)
 
     return jit(jax.shard_map(
         local, mesh=mesh,
-        in_specs=(part(x_sharded), part(w_sharded), part(init_sharded), P(), P(), P()),
+        in_specs=(part(x_sharded), part(w_sharded), part(init_sharded), P()),
         out_specs=P(axis), check_vma=False))
 
 
@@ -95,7 +98,9 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
       mesh: a 1-D :class:`jax.sharding.Mesh` to spread the fits over; by default
         one over ``devices``.
       devices: devices for the default mesh (default: ``jax.devices()``).
-      **fit_kwargs: every other option of :func:`jaxgmm.fit`, with the same checks.
+      **fit_kwargs: every other option of :func:`jaxgmm.fit` (``accelerate`` and
+        ``compact`` included), with the same checks; each device schedules its
+        own share of the fits.
 
     Returns:
       The same :class:`FitResult` as ``fit`` (up to float rounding of a different
@@ -110,11 +115,13 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
         raise ValueError(f"fit_sharded needs a 1-D mesh, got axes {mesh.axis_names}")
     n_dev = mesh.devices.size
     args = prepare_fit(x, init, **fit_kwargs)
-    x, weight, init, tol, max_iter, floor = args.arrays
+    x, weight, init = args.x, args.sample_weight, args.init
     batch = tuple(jnp.broadcast_shapes(batch_shape_of(x, 1), batch_shape_of(init, 1),
                                        batch_shape_of(weight, 1) if weight is not None else ()))
     size = math.prod(batch)
     padded = -(-size // n_dev) * n_dev
+    # Each device runs its own share: the engine's blocks are sized for it.
+    args = args._replace(tuning=resolve_tuning(x.shape[-1], padded // n_dev, x.dtype, fit_kwargs.get("compact")))
     x, x_sh = _flatten_batch(x, 1, batch, padded)
     weight, w_sh = _flatten_batch(weight, 1, batch, padded)
     init, i_sh = _flatten_batch(init, 1, batch, padded)
@@ -122,8 +129,8 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
         init = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (padded,) + a.shape), init)
         i_sh = True
 
-    run = _sharded_fit(mesh, args.spec, x_sh, w_sh, i_sh)
-    out = run(x, weight, init, tol, max_iter, floor)
+    run = _sharded_fit(mesh, args.spec, args.accelerate, args.tuning, x_sh, w_sh, i_sh)
+    out = run(x, weight, init, args.controls)
     out = jax.tree_util.tree_map(lambda a: a[:size].reshape(batch + a.shape[1:]), out)
     return out._replace(loglik=loglik_in_weight_units(out.loglik, args.weight_exp), model=args.spec)
 

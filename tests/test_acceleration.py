@@ -1,4 +1,4 @@
-"""SQUAREM, the compacting driver and the fast two-component pass give plain EM's answers.
+"""SQUAREM, compaction and the fast two-component pass give plain EM's answers.
 
 No timings here (those are in ``bench/``).  Every tolerance derives from the float
 type (``conftest.EPS``), the size of the computation and the convergence rule:
@@ -14,9 +14,8 @@ import jaxgmm
 import reference as ref
 from conftest import DTYPE, EPS, X64, rtol_for
 from jaxgmm import MixtureParams, Status
-from jaxgmm._compact import fit_compacted
 from jaxgmm._em import data_moments, sufficient_stats, two_component_stats
-from jaxgmm._fit import prepare_fit
+from jaxgmm._fit import prepare_fit, run
 
 SQRT2 = float(np.sqrt(2.0))
 TRUTH = MixtureParams(np.array([0.2, 0.8]), np.array([0.0, 5.0]), np.array([1.0, SQRT2]))
@@ -133,15 +132,26 @@ def test_squarem_batch_equals_single_fits_with_weights():
         assert float(batch.loglik[i]) == pytest.approx(ll, abs=loglik_slack(x[i]) + 1e-3 * (not X64))
 
 
-def _compacted(x, start, chunk, rows, accelerate=None, **kw):
-    args = prepare_fit(x, start, **kw)
-    return fit_compacted(*args.arrays, spec=args.spec, chunk=chunk, rows=rows, accelerate=accelerate)
+def _scheduled(x, start, rows, refill=None, accelerate=None, steps_per_trip=1, **kw):
+    """A fit on blocks of ``rows`` lanes, refilled once ``refill`` have stopped
+    (``None``: blocks, refilled only when all have); ``(result, work)``."""
+    args = prepare_fit(x, start, accelerate=accelerate, **kw)
+    policy = "blocks" if refill is None else "compact"
+    tuning = args.tuning._replace(policy=policy, rows=rows, refill=rows if refill is None else refill,
+                                  steps_per_trip=steps_per_trip)
+    return run(args._replace(tuning=tuning))
 
 
-def check_same_fits(packed, info, whole, x, start, ref_kw):
-    """Compacted fits agree with the same fits run whole, to the stopping rule's bound."""
-    assert info.lane_iterations >= info.fit_iterations
-    assert info.fit_iterations == int(np.sum(packed.n_iter))
+def assert_identical(a, b):
+    for name in ("params", "loglik", "n_iter", "status"):
+        for u, v in zip(np.atleast_1d(getattr(a, name)), np.atleast_1d(getattr(b, name))):
+            np.testing.assert_array_equal(np.asarray(u), np.asarray(v), err_msg=name)
+
+
+def check_same_fits(packed, work, whole, x, start, ref_kw):
+    """Compacted fits agree with the same fits in another block shape, to the
+    stopping rule's bound."""
+    assert int(work.lane_iterations) >= int(np.sum(packed.n_iter))
     np.testing.assert_array_equal(np.asarray(packed.status), np.asarray(whole.status))
     n_iter = int(np.max(whole.n_iter))
     bound = max(stopping_bound(x[i], start, n_iter, **ref_kw) for i in range(0, len(x), 6))
@@ -154,21 +164,25 @@ def check_same_fits(packed, info, whole, x, start, ref_kw):
 def test_compacted_fits_equal_plain_fits(name, truth, start, fit_kw, ref_kw):
     x = draw(6, truth, n=400, batch=21)
     xs = jnp.asarray(x, DTYPE)
-    plain = jaxgmm.fit(xs, to_params(start), **fit_kw)
-    # Tiny chunks and blocks: many rounds of repacking, padded last blocks.
-    packed, info = _compacted(xs, to_params(start), chunk=5, rows=8, **fit_kw)
-    assert info.rounds > 3
-    check_same_fits(packed, info, plain, x, start, ref_kw)
-    # The same iterations, up to where rounding moves a fit across the threshold.
+    # Small blocks refilled once 2 of their 8 lanes stop: many refills, fits
+    # changing lanes' company all the time.  A fit's arithmetic never depends on
+    # its block-mates, so the fits are bit-identical to blocks of the same size...
+    packed, work = _scheduled(xs, to_params(start), rows=8, refill=2, **fit_kw)
+    blocks, block_work = _scheduled(xs, to_params(start), rows=8, **fit_kw)
+    assert_identical(packed, blocks)
+    assert int(work.lane_iterations) < int(block_work.lane_iterations)
+    # ...and agree with the default call (other block shapes) to the stopping rule.
+    plain = jaxgmm.fit(xs, to_params(start), compact=False, **fit_kw)
+    check_same_fits(packed, work, plain, x, start, ref_kw)
     assert np.all(np.abs(np.asarray(packed.n_iter) - np.asarray(plain.n_iter))
                   <= 0.1 * np.asarray(plain.n_iter) + 2)
 
 
 def test_compacted_iteration_counts_are_exact_with_tol_zero():
     x = jnp.asarray(draw(7, TRUTH, n=200, batch=5), DTYPE)
-    packed, info = _compacted(x, to_params(START), chunk=3, rows=8, tol=0.0, max_iter=10)
-    plain = jaxgmm.fit(x, to_params(START), tol=0.0, max_iter=10)
-    assert np.all(np.asarray(packed.n_iter) == 10) and info.rounds == 4
+    packed, work = _scheduled(x, to_params(START), rows=8, refill=1, tol=0.0, max_iter=10)
+    plain = jaxgmm.fit(x, to_params(START), tol=0.0, max_iter=10, compact=False)
+    assert np.all(np.asarray(packed.n_iter) == 10)
     for g, w in zip(as_np(packed.params), as_np(plain.params)):
         np.testing.assert_allclose(g, w, rtol=0, atol=rounding_atol(np.asarray(x), 10))
     # Public option: same results, and a single dataset with many starts works.
@@ -185,31 +199,29 @@ def test_compacted_iteration_counts_are_exact_with_tol_zero():
 def test_compacted_squarem_fits_equal_squarem_fits(name, truth, start, fit_kw, ref_kw):
     x = draw(6, truth, n=400, batch=13)
     xs = jnp.asarray(x, DTYPE)
-    whole = jaxgmm.fit(xs, to_params(start), accelerate="squarem", **fit_kw)
-    # Chunks of 4 E-steps (cycles take 3: pauses fall mid-way through the runs),
-    # blocks of 8: several rounds, padded last blocks.
-    packed, info = _compacted(xs, to_params(start), chunk=4, rows=8, accelerate="squarem", **fit_kw)
-    assert info.rounds > 2
-    check_same_fits(packed, info, whole, x, start, ref_kw)
+    packed, work = _scheduled(xs, to_params(start), rows=8, refill=2, accelerate="squarem", **fit_kw)
+    blocks, _ = _scheduled(xs, to_params(start), rows=8, accelerate="squarem", **fit_kw)
+    assert_identical(packed, blocks)
+    whole = jaxgmm.fit(xs, to_params(start), accelerate="squarem", compact=False, **fit_kw)
+    check_same_fits(packed, work, whole, x, start, ref_kw)
 
 
-def test_compacted_squarem_pauses_change_no_step():
-    # tol = 0: every fit runs exactly max_iter E-steps, paused every 2 or 5 of
-    # them (mid-cycle for both), through blocks of the uncompacted run's shape.
-    x = jnp.asarray(draw(7, OVERLAP, n=200, batch=8), DTYPE)
+def test_compacted_squarem_with_tol_zero_takes_every_e_step():
+    # tol = 0: every fit runs exactly max_iter E-steps (14: the last cycle is cut
+    # short), whichever lanes it shares a block with.
+    x = jnp.asarray(draw(7, OVERLAP, n=200, batch=12), DTYPE)
     kw = dict(fixed="scales", tol=0.0, max_iter=14)
-    whole = jaxgmm.fit(x, to_params(OVERLAP_START), accelerate="squarem", **kw)
-    for chunk in (2, 5):
-        packed, info = _compacted(x, to_params(OVERLAP_START), chunk=chunk, rows=8, accelerate="squarem", **kw)
-        assert np.all(np.asarray(packed.n_iter) == 14) and info.rounds > 2
-        for g, w in zip(as_np(packed.params), as_np(whole.params)):
-            np.testing.assert_allclose(g, w, rtol=0, atol=rounding_atol(np.asarray(x), 14))
+    packed, _ = _scheduled(x, to_params(OVERLAP_START), rows=8, refill=1, accelerate="squarem", **kw)
+    blocks, _ = _scheduled(x, to_params(OVERLAP_START), rows=8, accelerate="squarem", **kw)
+    assert np.all(np.asarray(packed.n_iter) == 14)
+    assert_identical(packed, blocks)
     # The public option; max_iter = 0 returns the start, as without compact.
+    whole = jaxgmm.fit(x, to_params(OVERLAP_START), accelerate="squarem", compact=False, **kw)
     public = jaxgmm.fit(x, to_params(OVERLAP_START), accelerate="squarem", compact=True, **kw)
     np.testing.assert_allclose(np.asarray(public.loglik), np.asarray(whole.loglik), rtol=rtol_for(x.size) * 8)
     none = jaxgmm.fit(x, to_params(OVERLAP_START), accelerate="squarem", compact=True, fixed="scales", max_iter=0)
     assert np.all(np.asarray(none.n_iter) == 0) and np.all(np.asarray(none.status) == Status.MAX_ITER)
-    np.testing.assert_allclose(np.asarray(none.params.means), np.tile(OVERLAP_START.means, (8, 1)), rtol=4 * EPS)
+    np.testing.assert_allclose(np.asarray(none.params.means), np.tile(OVERLAP_START.means, (12, 1)), rtol=4 * EPS)
 
 
 def test_option_errors():
@@ -218,6 +230,8 @@ def test_option_errors():
         jaxgmm.fit(x, to_params(START), accelerate="anderson")
     with pytest.raises(ValueError, match="accelerate"):
         jaxgmm.fit(x, to_params(START), accelerate="anderson", compact=True)
+    with pytest.raises(TypeError, match="compact"):
+        jaxgmm.fit(x, to_params(START), compact="yes")
 
 
 @pytest.mark.parametrize("free_scales,weighted", [(False, False), (True, True)])
@@ -243,24 +257,15 @@ def test_two_component_pass_matches_general_pass(free_scales, weighted):
 
 
 @pytest.mark.parametrize("name,truth,start,kw,_", MODELS, ids=[m[0] for m in MODELS])
-def test_several_em_steps_per_loop_trip_give_the_one_step_loop_s_fits(monkeypatch, name, truth, start, kw, _):
+def test_several_em_steps_per_loop_trip_give_the_one_step_loop_s_fits(name, truth, start, kw, _):
     # Accelerators take several EM steps per trip of the while loop (each trip
     # costs a device-to-host copy of its predicate); the further steps are
     # masked to the fits still running, so every fit's iterations, status and
     # estimates are the one-step loop's.  Run that path here on CPU: a batch
     # whose fits stop at different iterations (with known scales, some at max_iter).
-    import jax
-
-    from jaxgmm import _loop
-
     x = jnp.asarray(draw(11, truth, batch=7), DTYPE)
-    runs = {}
-    for steps in (1, 3):
-        monkeypatch.setattr(_loop, "steps_per_trip", lambda steps=steps: steps)
-        jax.clear_caches()
-        runs[steps] = jaxgmm.fit(x, to_params(start), tol=1e-5, max_iter=75, **kw)
-    jax.clear_caches()
-    one, three = runs[1], runs[3]
+    one, three = (_scheduled(x, to_params(start), rows=7, steps_per_trip=steps, tol=1e-5, max_iter=75, **kw)[0]
+                  for steps in (1, 3))
     np.testing.assert_array_equal(np.asarray(three.n_iter), np.asarray(one.n_iter))
     np.testing.assert_array_equal(np.asarray(three.status), np.asarray(one.status))
     assert len(set(np.asarray(one.n_iter).tolist())) > 1, "the fits should stop at different iterations"

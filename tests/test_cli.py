@@ -1,4 +1,6 @@
-"""The ``jaxgmm`` command, end to end in subprocesses and in-process for errors."""
+"""The ``jaxgmm`` command, end to end: in-process through ``cli.main(argv)``, and in
+subprocesses where the process boundary is the point (exit status and stderr, the
+compilation cache set from the environment, ``--float64`` set before JAX starts)."""
 
 import json
 import os
@@ -34,22 +36,27 @@ def textbook_file(tmp_path_factory):
     return folder, x
 
 
-def test_study_end_to_end_with_plot_and_output(tmp_path):
+def test_study_end_to_end_with_plot_and_output(tmp_path, capsys):
+    # In-process (the process boundary has its own tests below: an exit status and
+    # stderr, the compilation cache, a whole fit). The design is the one of
+    # test_cli_outputs' and test_cli_study's studies (n = 60, chunks of 10), so
+    # the suite compiles that study program once.
     try:
         import matplotlib  # noqa: F401
         plot = ["--plot", str(tmp_path / "study.png")]
     except ImportError:
         plot = []
-    out = run("study", "--reps", "300", "--n", "400", "--seed", "3", "--no-progress",
-              "--out", str(tmp_path / "study.json"), *plot)
-    assert out.returncode == 0, out.stderr
-    text = out.stdout
-    assert "300 replicates of n = 400" in text
+    code = cli.main(["study", "--reps", "20", "--n", "60", "--chunk-size", "10", "--seed", "3", "--no-progress",
+                     "--out", str(tmp_path / "study.json"), *plot])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    text = out
+    assert "20 replicates of n = 60" in text
     for name in ("pi_1", "mu_1", "mu_2", "MCSE(bias)", "cover95", "fits/s"):
         assert name in text
     assert "sigma_1" in text.split("\n")[1]  # listed as fixed, not estimated
     doc = json.loads((tmp_path / "study.json").read_text())
-    assert doc["n"] == 400 and doc["reps"] == 300
+    assert doc["n"] == 60 and doc["reps"] == 20
     assert [r["parameter"] for r in doc["summary"]["rows"]] == ["pi_1", "mu_1", "mu_2"]
     if plot:
         data = (tmp_path / "study.png").read_bytes()
@@ -91,7 +98,8 @@ def test_study_uses_jax_compilation_cache_when_set(tmp_path):
     cache = tmp_path / "xla-cache"
     env_vars = {"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     env = dict(os.environ, PYTHONUNBUFFERED="1", **env_vars)
-    out = subprocess.run([sys.executable, "-m", "jaxgmm", "study", "--reps", "50", "--n", "200", "--no-progress"],
+    out = subprocess.run([sys.executable, "-m", "jaxgmm", "study", "--reps", "20", "--n", "60", "--chunk-size", "10",
+                          "--no-progress"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "compile time:" not in out.stdout  # no hint: the user has chosen

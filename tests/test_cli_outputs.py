@@ -100,7 +100,8 @@ def test_interrupted_study_leaves_no_temporary_file(tmp_path, capsys, monkeypatc
 def test_study_force_overwrites_atomically(tmp_path, capsys):
     target = tmp_path / "r.json"
     target.write_text("old")
-    code = cli.main(["study", "--reps", "20", "--n", "60", "--no-progress", "--out", str(target), "--force"])
+    code = cli.main(["study", "--reps", "20", "--n", "60", "--chunk-size", "10", "--no-progress", "--out", str(target),
+                     "--force"])
     assert code == 0, capsys.readouterr().err
     assert '"reps": 20' in target.read_text() and os.listdir(tmp_path) == ["r.json"]
 

@@ -347,14 +347,14 @@ def test_dtype_follows_input_and_x64_is_untouched():
 
 
 def test_changing_tol_max_iter_and_data_does_not_recompile():
-    from jaxgmm._loop import fit_batched
+    from jaxgmm._engine import solve
     x = jnp.asarray(draw(17, n=256), DTYPE)
     jaxgmm.fit(x, to_params(START), tol=1e-3, max_iter=50)
-    size = fit_batched._cache_size()
+    size = solve._cache_size()
     jaxgmm.fit(x + 1, to_params(START), tol=1e-6, max_iter=500)
     jaxgmm.fit(jnp.asarray(draw(18, n=256), DTYPE), to_params(START), tol=0.0, max_iter=7,
                scale_floor=1e-3)
-    assert fit_batched._cache_size() == size
+    assert solve._cache_size() == size
 
 
 def test_sample_shapes_and_moments():

@@ -46,7 +46,7 @@ def test_chunked_fit_equals_unchunked(monkeypatch, truth, start, kw, n):
 def test_chunked_standardiser_equals_unchunked(monkeypatch, weighted):
     # Data far from zero (1e3 + N(0, 1)): the centre and spread must come from the
     # same exact-scaling two-pass moments whether or not the data are chunked.
-    from jaxgmm._loop import Standardiser
+    from jaxgmm._units import Standardiser
 
     n = 5003
     rng = np.random.default_rng(7)
@@ -69,8 +69,10 @@ def test_huge_dataset_fit_makes_no_data_sized_temporary():
     # included, reduces chunks, so the temporaries do not grow with n (doubling n
     # adds under 1% of the added data's bytes) and stay within the fixed overhead
     # the performance issue allows (300 MB).
-    from jaxgmm._loop import fit_batched
+    from jaxgmm._controls import Controls, resolve_tuning
+    from jaxgmm._engine import solve
     from jaxgmm._spec import make_spec
+    from jaxgmm._univariate import Univariate
 
     init = jaxgmm.MixtureParams(*(jnp.asarray(v, DTYPE) for v in ([0.5, 0.5], [-1.0, 4.0], [1.0, 1.5])))
     one = lambda v: jnp.asarray(v, DTYPE)
@@ -79,8 +81,9 @@ def test_huge_dataset_fit_makes_no_data_sized_temporary():
         temp = {}
         for n in (100_000_000, 200_000_000):
             x = jax.ShapeDtypeStruct((n,), DTYPE)
-            compiled = fit_batched.lower(x, None, init, one(1e-5), jnp.int32(10), one(1e-5),
-                                         spec=make_spec(fixed, 2)).compile()
+            compiled = solve.lower(x, None, init, Controls(one(1e-5), jnp.int32(10), one(1e-5)),
+                                   family=Univariate(make_spec(fixed, 2)), accelerate=None,
+                                   tuning=resolve_tuning(n, 1, DTYPE)).compile()
             stats = compiled.memory_analysis()
             if stats is None:
                 pytest.skip("this backend reports no memory analysis")

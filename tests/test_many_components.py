@@ -14,8 +14,8 @@ import jaxgmm
 import reference as ref
 from conftest import DTYPE, rtol_for
 from jaxgmm import MixtureParams
-from jaxgmm._fit import prepare_fit
-from jaxgmm._loop import fit_batched
+from jaxgmm._engine import solve
+from jaxgmm._fit import engine_call, prepare_fit
 from jaxgmm._params import UNROLL_COMPONENTS
 
 
@@ -29,7 +29,8 @@ def components(k, n=600, seed=0):
 def program_size(k, **fit_kw):
     x, start = components(k)
     args = prepare_fit(x.astype(DTYPE), MixtureParams(*(f.astype(DTYPE) for f in start)), **fit_kw)
-    return len(fit_batched.lower(*args.arrays, spec=args.spec).as_text().splitlines())
+    arrays, static = engine_call(args)
+    return len(solve.lower(*arrays, **static).as_text().splitlines())
 
 
 @pytest.mark.parametrize("fit_kw", [dict(), dict(fixed="scales"), dict(equal_scales=True)],

@@ -19,7 +19,8 @@ import reference as ref
 from conftest import DTYPE, EPS, X64, property_examples, rtol_for
 from jaxgmm import MixtureParams, Status
 from jaxgmm._fit import DEFAULT_SCALE_FLOOR
-from jaxgmm._loop import default_tol, fit_batched
+from jaxgmm._controls import default_tol
+from jaxgmm._engine import solve
 
 EPS32 = float(np.finfo(np.float32).eps)
 FLOAT_DTYPES = [jnp.float32, jnp.float64] if X64 else [jnp.float32]
@@ -325,9 +326,9 @@ def test_collapsing_scale_stops_at_floor_and_is_degenerate(floor):
 def test_scale_floor_does_not_recompile():
     x = _outlier_data().astype(DTYPE)
     jaxgmm.fit(x, START, scale_floor=1e-5)
-    size = fit_batched._cache_size()
+    size = solve._cache_size()
     jaxgmm.fit(x, START, scale_floor=1e-3)
-    assert fit_batched._cache_size() == size
+    assert solve._cache_size() == size
 
 
 def test_best_of_skips_floor_spike_for_healthy_fit():
@@ -526,13 +527,12 @@ def test_float32_tight_component_away_from_the_centre(accelerate):
 @pytest.mark.parametrize("compact", [False, True], ids=["plain", "compact"])
 def test_float32_fits_leave_the_fast_pass_where_it_would_lose_a_component(monkeypatch, compact):
     """With free scales in float32 the loop runs the one-tanh pass while it
-    resolves every component's second moment (``_loop.fast_pass_accurate``), then
+    resolves every component's second moment (``_univariate.fast_pass_accurate``), then
     the precise pass.  In a batch that mixes ordinary starts with starts whose
     narrow component that pass would lose, every fit ends where the precise pass
-    alone ends it, and the compacting driver, which schedules the phases on the
-    host, finishes too.
+    alone ends it, under either scheduling policy.
     """
-    from jaxgmm import _loop
+    from jaxgmm import _univariate, _units
     x = mixture_data(11, 400, shape=(8,)).astype(np.float32)
     narrow = np.arange(8) % 2 == 1
     starts = MixtureParams(np.full((8, 2), 0.5, np.float32),
@@ -540,9 +540,9 @@ def test_float32_fits_leave_the_fast_pass_where_it_would_lose_a_component(monkey
                            np.stack([np.where(narrow, 1e-3, 1.0), np.full(8, 1.5)], -1).astype(np.float32))
 
     def accurate_at_start(x_, p_):
-        std = _loop.Standardiser.from_data(x_, None)
+        std = _units.Standardiser.from_data(x_, None)
         moments = jaxgmm._em.data_moments(std.data(x_))
-        return _loop.fast_pass_accurate(std.params_in(p_), moments, jaxgmm._em.ModelSpec.free(2))
+        return _univariate.fast_pass_accurate(std.params_in(p_), moments, jaxgmm._em.ModelSpec.free(2))
 
     accurate = jax.vmap(accurate_at_start)(jnp.asarray(x), jax.tree.map(jnp.asarray, starts))
     # The test means something only if both kinds of fit are in the batch.
@@ -550,7 +550,7 @@ def test_float32_fits_leave_the_fast_pass_where_it_would_lose_a_component(monkey
     kw = dict(tol=1e-6, max_iter=5000, compact=compact)
     mixed = jaxgmm.fit(x, starts, **kw)
     try:
-        monkeypatch.setattr(_loop, "fast_pass_accurate", lambda *a: jnp.asarray(False))
+        monkeypatch.setattr(_univariate, "fast_pass_accurate", lambda *a: jnp.asarray(False))
         jax.clear_caches()
         precise = jaxgmm.fit(x, starts, **kw)
     finally:

@@ -38,7 +38,11 @@ same(jaxgmm.fit_sharded(xs, start, fixed="scales"), jaxgmm.fit(xs, start, fixed=
 from jaxgmm._sharding import _sharded_fit  # noqa: E402
 from jaxgmm._spec import make_spec  # noqa: E402
 
-program = _sharded_fit(jaxgmm.batch_mesh(), make_spec("scales", 2), True, False, False)
+from jaxgmm._controls import resolve_tuning  # noqa: E402
+
+# 10 fits padded to 12 over 4 devices: each device runs 3 (the tuning fit_sharded resolves).
+program = _sharded_fit(jaxgmm.batch_mesh(), make_spec("scales", 2), None, resolve_tuning(500, 3, dtype),
+                       True, False, False)
 jaxgmm.fit_sharded(xs + 1.0, start, fixed="scales", tol=1e-4)
 assert program._cache_size() == 1, program._cache_size()
 # Two batch axes, all free, sample weights.
