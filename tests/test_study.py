@@ -237,16 +237,10 @@ def test_nonparametric_bootstrap():
 
 def test_squarem_studies_and_bootstraps_give_plain_em_estimates():
     # Overlapping components, where EM is slow and SQUAREM is meant to be used.
-    # Compiling dominates: the plain-EM study and bootstrap have the design and
-    # shapes of test_chunked_and_unchunked_runs_are_identical's study (n = N,
-    # chunks of 128, scales known and unequal, so the same admissible
-    # permutations) and test_nonparametric_bootstrap's (n = N, chunks of 100), so
-    # they reuse those programs; only the SQUAREM ones are compiled here.
-    truth = M(jnp.asarray([0.3, 0.7], DTYPE), jnp.asarray([0.0, 1.5], DTYPE), jnp.asarray([1.0, SQRT2], DTYPE))
-    n, reps = N, 24
-    plain = jaxgmm.monte_carlo(3, truth, n, reps, fixed="scales", chunk_size=128)
-    fast = jaxgmm.monte_carlo(3, truth, n, reps, fixed="scales", chunk_size=128, compute_se=False,
-                              accelerate="squarem")
+    truth = M(jnp.asarray([0.3, 0.7], DTYPE), jnp.asarray([0.0, 1.5], DTYPE), jnp.asarray([1.0, 1.0], DTYPE))
+    n, reps = 400, 24
+    plain = jaxgmm.monte_carlo(3, truth, n, reps, fixed="scales", compute_se=False)
+    fast = jaxgmm.monte_carlo(3, truth, n, reps, fixed="scales", compute_se=False, accelerate="squarem")
     assert fast.design["accelerate"] == "squarem" and plain.design["accelerate"] is None
     assert plain.converged.all() and fast.converged.all()
     assert fast.n_iter.sum() * 2 < plain.n_iter.sum()  # E-steps: the option reached fit
@@ -260,7 +254,7 @@ def test_squarem_studies_and_bootstraps_give_plain_em_estimates():
         np.testing.assert_allclose(fast.estimates.means[i], plain.estimates.means[i], rtol=0, atol=bound)
         np.testing.assert_allclose(fast.estimates.weights[i], plain.estimates.weights[i], rtol=0, atol=bound)
     est = jaxgmm.fit(jnp.asarray(x[0], DTYPE), truth, fixed="scales")
-    boots = [jaxgmm.bootstrap(1, jnp.asarray(x[0], DTYPE), est, 100, fixed="scales", chunk_size=100, accelerate=a)
+    boots = [jaxgmm.bootstrap(1, jnp.asarray(x[0], DTYPE), est, 16, fixed="scales", accelerate=a)
              for a in (None, "squarem")]
     assert boots[1].n_iter.sum() < boots[0].n_iter.sum()
     assert boots[0].converged.all() and boots[1].converged.all()
