@@ -1,6 +1,7 @@
-"""Scale-out benchmarks: one huge dataset, and many fits over several devices.
+"""Section 7: scale-out: one huge dataset, and many fits over several devices.
 
-    python bench/scale_out.py            # prints a markdown section
+    python bench/run.py --only scale_out              # as part of the harness
+    python bench/scale_out.py            # prints the markdown section alone
     python bench/scale_out.py --n 1e8    # the size of the huge dataset
 
 1. One dataset of ``n`` (default 10^8) float32 observations, the textbook model with
@@ -9,8 +10,8 @@
    size of the data.
 2. ``B x n`` fits spread over 1 and 2 CPU devices (``fit`` vs ``fit_sharded``, each in
    a fresh process with ``--xla_force_host_platform_device_count``): point-iterations
-   per second, next to the C ceiling (``../shared/roofline/roof.c``, built by
-   ``run.py``'s helpers) run before and after them in the same run.
+   per second, next to the C ceiling (``../shared/roofline/roof.c``) run before and
+   after them in the same run.
 
 Each measurement runs in its own subprocess so that memory figures are not
 polluted by other measurements.
@@ -19,100 +20,93 @@ polluted by other measurements.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
+import tempfile
 import time
 
-HUGE = r"""
-import json, os, sys, time
-import numpy as np
-n = int(float(sys.argv[1]))
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-# Simulate in chunks straight into one float32 buffer (no n-sized temporaries).
-rng = np.random.default_rng(0)
-x_np = np.empty(n, np.float32)
-chunk = 10_000_000
-for s in range(0, n, chunk):
-    m = min(chunk, n - s)
-    comp = rng.random(m) < 0.2
-    x_np[s:s + m] = np.where(comp, 0.0, 5.0) + np.where(comp, 1.0, 2 ** 0.5) * rng.standard_normal(m, np.float32)
-import jax, jax.numpy as jnp
-import jaxgmm
-x = jax.device_put(x_np)
-x.block_until_ready()
-del x_np
-start = jaxgmm.MixtureParams(jnp.array([0.5, 0.5]), jnp.array([-1.0, 4.0]), jnp.array([1.0, 2 ** 0.5]))
+if __package__ in (None, ""):  # run as a script: python bench/scale_out.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import build_roof, reset_peak_rss, rss_bytes, run_roof, spawn
+
+TITLE = "Scale-out (`bench/scale_out.py`)"
 
 
-def measured_fit():
-    # One fit: (seconds, resident before, peak during, result), peak counter reset first.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak-RSS high-water mark
-    before = rss("VmRSS:")
-    t0 = time.perf_counter()
-    res = jaxgmm.fit(x, start, fixed="scales")
-    res.loglik.block_until_ready()
-    return time.perf_counter() - t0, before, rss("VmHWM:"), res
+def huge_child(n):
+    """One fit of ``n`` float32 points: times and resident memory of a first and a second call."""
+    import numpy as np
+    n = int(float(n))
+    # Simulate in chunks straight into one float32 buffer (no n-sized temporaries).
+    rng = np.random.default_rng(0)
+    x_np = np.empty(n, np.float32)
+    chunk = 10_000_000
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        comp = rng.random(m) < 0.2
+        x_np[s:s + m] = np.where(comp, 0.0, 5.0) + np.where(comp, 1.0, 2 ** 0.5) * rng.standard_normal(m, np.float32)
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgmm
+    x = jax.device_put(x_np)
+    x.block_until_ready()
+    del x_np
+    start = jaxgmm.MixtureParams(jnp.array([0.5, 0.5]), jnp.array([-1.0, 4.0]), jnp.array([1.0, 2 ** 0.5]))
+
+    def measured_fit():
+        # One fit: (seconds, resident before, peak during, result), peak counter reset first.
+        reset_peak_rss()
+        before = rss_bytes("VmRSS:")
+        t0 = time.perf_counter()
+        res = jaxgmm.fit(x, start, fixed="scales")
+        res.loglik.block_until_ready()
+        return time.perf_counter() - t0, before, rss_bytes("VmHWM:"), res
+
+    # The first call at this shape also compiles; the second is the fit alone.
+    first, base, peak_first, _ = measured_fit()
+    second, base2, peak, res = measured_fit()
+    return dict(n=n, data_bytes=n * 4, rss_before=base, peak_first=peak_first, rss_before_second=base2,
+                peak=peak, first_s=first, second_s=second, n_iter=int(res.n_iter), status=int(res.status),
+                means=[float(v) for v in res.params.means])
 
 
-# The first call at this shape also compiles; the second is the fit alone.
-first, base, peak_first, _ = measured_fit()
-second, base2, peak, res = measured_fit()
-print(json.dumps(dict(n=n, data_bytes=n * 4, rss_before=base, peak_first=peak_first, rss_before_second=base2,
-                      peak=peak, first_s=first, second_s=second,
-                      n_iter=int(res.n_iter), status=int(res.status),
-                      means=[float(v) for v in res.params.means])))
-"""
+def devices_child(B, n, iters, sharded):
+    """G point-iterations/s of ``fit`` (one device) or ``fit_sharded`` over the visible devices."""
+    import jax
+    import jax.numpy as jnp
 
-DEVICES = r"""
-import json, sys, time
-import jax, jax.numpy as jnp
-import jaxgmm
-B, n, iters, sharded = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-truth = jaxgmm.MixtureParams(jnp.array([0.2, 0.8]), jnp.array([0.0, 5.0]), jnp.array([1.0, 2 ** 0.5]))
-start = truth._replace(weights=jnp.array([0.5, 0.5]), means=jnp.array([-1.0, 4.0]))
-xs = jaxgmm.sample(jax.random.key(0), truth, n, shape=(B,))
-fit = jaxgmm.fit_sharded if sharded else jaxgmm.fit
-run = lambda: fit(xs, start, fixed="scales", tol=0, max_iter=iters).loglik.block_until_ready()
-run()
-times = []
-for _ in range(3):
-    t0 = time.perf_counter(); run(); times.append(time.perf_counter() - t0)
-t = sorted(times)[1]
-print(json.dumps(dict(devices=jax.device_count(), sharded=sharded, seconds=t, gpit=B * n * iters / t / 1e9)))
-"""
+    import jaxgmm
+    truth = jaxgmm.MixtureParams(jnp.array([0.2, 0.8]), jnp.array([0.0, 5.0]), jnp.array([1.0, 2 ** 0.5]))
+    start = truth._replace(weights=jnp.array([0.5, 0.5]), means=jnp.array([-1.0, 4.0]))
+    xs = jaxgmm.sample(jax.random.key(0), truth, n, shape=(B,))
+    fit = jaxgmm.fit_sharded if sharded else jaxgmm.fit
+    run = lambda: fit(xs, start, fixed="scales", tol=0, max_iter=iters).loglik.block_until_ready()
+    run()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    t = sorted(times)[1]
+    return dict(devices=jax.device_count(), sharded=sharded, seconds=t, gpit=B * n * iters / t / 1e9)
 
 
-def _run(code: str, *args: str, env: dict | None = None, timeout: int = 600) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         timeout=timeout, env=dict(os.environ, **(env or {})))
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def huge_dataset(n: float, tree=None) -> dict:
+    return spawn("bench.scale_out:huge_child", tree=tree, timeout=600, n=float(n))
 
 
-def huge_dataset(n: float) -> dict:
-    return _run(HUGE, str(int(n)))
-
-
-def multi_device(B: int = 10_000, n: int = 1000, iters: int = 100, counts=(1, 2)) -> list[dict]:
-    import tempfile
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from run import build_roof, run_roof
-
+def multi_device(B: int = 10_000, n: int = 1000, iters: int = 100, counts=(1, 2), roof=None, tree=None) -> list:
+    """``fit`` on one device and ``fit_sharded`` on ``count`` forced CPU devices, with the
+    C ceiling (``roof``: the harness's built executables, else built here) before and after."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        roof = build_roof(tmp)
+        roof = roof if roof is not None else build_roof(tmp)
         c_runs = [run_roof(roof["f32"], B)] if roof else []
         for count in counts:
             env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
-            rows.append(_run(DEVICES, str(B), str(n), str(iters), "1" if count > 1 else "0", env=env))
+            rows.append(spawn("bench.scale_out:devices_child", env=env, tree=tree, timeout=600,
+                              B=B, n=n, iters=iters, sharded=count > 1))
         if roof:
             c_runs.append(run_roof(roof["f32"], B))
     for row in rows:
@@ -120,7 +114,14 @@ def multi_device(B: int = 10_000, n: int = 1000, iters: int = 100, counts=(1, 2)
     return rows
 
 
-def markdown(huge: dict, devices: list[dict]) -> str:
+def measure(ctx):
+    q = ctx.quick
+    return dict(scale_out=dict(huge=huge_dataset(ctx.opt("n", 1e6 if q else 1e8), tree=ctx.tree),
+                               devices=multi_device(B=ctx.opt("batch", 1000 if q else 10_000),
+                                                    roof=ctx.roof, tree=ctx.tree)))
+
+
+def section(huge: dict, devices: list) -> str:
     gib = 2.0 ** 30
     first = huge["peak_first"] - huge["rss_before"]
     second = huge["peak"] - huge["rss_before_second"]
@@ -154,12 +155,16 @@ def markdown(huge: dict, devices: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown(r, ctx):
+    return section(r["scale_out"]["huge"], r["scale_out"]["devices"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=float, default=1e8, help="size of the huge dataset")
     args = parser.parse_args(argv)
     t0 = time.time()
-    text = markdown(huge_dataset(args.n), multi_device())
+    text = section(huge_dataset(args.n), multi_device())
     print(text)
     print(f"(scale-out benchmarks took {time.time() - t0:.0f} s)", file=sys.stderr)
     return text
