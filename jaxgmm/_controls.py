@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from . import _chunks
+from . import _chunks, _em
 from ._params import Array
 
 
@@ -72,11 +72,12 @@ MIN_ROWS = 8
 # further steps cost as much as they save.
 ACCELERATOR_STEPS_PER_TRIP = 4
 
-# A compacting block refills its lanes once this fraction of them has stopped
-# (or all have): each refill gathers and standardises the new fits' data for the
-# whole block, so refilling for every finished fit would cost a data-sized copy
-# per iteration, and waiting longer leaves more lanes idle.
-REFILL_FRACTION = 0.25
+# A compacting block refills its lanes once this fraction of them has stopped:
+# each refill gathers and standardises the new fits' data for the whole block
+# (about one cheap pass over the block's data), so refilling for every finished
+# fit would cost that nearly every iteration, and waiting longer leaves more
+# lanes idle (on average about half this fraction of them).
+REFILL_FRACTION = 0.125
 
 
 
@@ -121,11 +122,16 @@ def resolve_tuning(n: int, size: int, dtype, compact: Optional[bool] = None,
     if backend == "cpu":
         fit_in_cache = BLOCK_BYTES // max(n * jnp.dtype(dtype).itemsize, 1)
         rows = min(size, max(MIN_ROWS, fit_in_cache))
+        if policy == "compact":
+            # A block as large as the batch would have no queue to refill from:
+            # at least four blocks' worth of fits, so that finished fits' lanes
+            # are taken by waiting ones.
+            rows = min(rows, max(MIN_ROWS, size // 4))
     else:
         rows = size
     refill = rows if policy == "blocks" else max(1, math.ceil(REFILL_FRACTION * rows))
     on_cpu = backend == "cpu"
     return Tuning(policy=policy, rows=rows, refill=refill,
                   steps_per_trip=1 if on_cpu else ACCELERATOR_STEPS_PER_TRIP,
-                  reduction="sums" if on_cpu else "complex",
+                  reduction=_em.default_reduction(backend),
                   chunk=_chunks.CHUNK if on_cpu else max(_chunks.CHUNK, _chunks.LARGE_N))

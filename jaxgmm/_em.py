@@ -157,6 +157,7 @@ def sufficient_stats(
     second_moments: bool = True,
     loglik: bool = True,
     first_moments: bool = True,
+    reduction: Optional[str] = None,
 ) -> SuffStats:
     """One fused E-pass over ``x``: sufficient statistics and the log-likelihood.
 
@@ -169,6 +170,8 @@ def sufficient_stats(
         ``log`` per point and a sum.
       first_moments: static; skip the first and second moments (zeros), for
         callers that need only the counts and the log-likelihood.
+      reduction: static; how the sums are written (:func:`_row_sums`; ``None``:
+        the backend's default).
     """
     # Per component, as (n,) arrays: under vmap on CPU, stacked (K, n)
     # intermediates made the K > 2 pass 1.5x (K = 3) to 1.8x (K = 4) slower
@@ -185,7 +188,7 @@ def sufficient_stats(
         terms.append((point_ll, None))
     if second_moments:
         terms += [(r * d, d) for r, d in zip(rho, dev)]
-    sums = _row_sums(terms, sample_weight)
+    sums = _row_sums(terms, sample_weight, reduction)
     count = jnp.stack(sums[:k])
     first = jnp.stack(sums[k:2 * k]) if first_moments else jnp.zeros_like(count)
     second = jnp.stack(sums[len(sums) - k:]) if second_moments else jnp.zeros_like(first)
@@ -255,19 +258,23 @@ def data_moments(x: Array, sample_weight: Optional[Array] = None) -> DataMoments
 _REDUCTION: Optional[str] = None
 
 
-def _reduction() -> str:
+def default_reduction(backend: Optional[str] = None) -> str:
+    """How sums are written on ``backend`` (default: JAX's): :data:`_REDUCTION`
+    where set (benchmarks set it), else ``"sums"`` on CPU, ``"complex"`` elsewhere.
+    The fitting engine resolves this once per call (``Tuning.reduction``)."""
     if _REDUCTION is not None:
         return _REDUCTION
-    return "sums" if jax.default_backend() == "cpu" else "complex"
+    backend = jax.default_backend() if backend is None else backend
+    return "sums" if backend == "cpu" else "complex"
 
 
-def _row_sums(terms, sample_weight: Optional[Array]) -> tuple:
+def _row_sums(terms, sample_weight: Optional[Array], how: Optional[str] = None) -> tuple:
     """``sum_i w_i v_i o_i`` over the last axis for each ``(v, o)`` in ``terms``.
 
     ``o`` may be ``None`` (``sum_i w_i v_i``).  Returns a tuple of arrays, written
-    as :data:`_REDUCTION` says.
+    as ``how`` says (``None``: :func:`default_reduction`).
     """
-    how = _reduction()
+    how = default_reduction() if how is None else how
     if how == "dots" and sample_weight is None:
         ones = jnp.ones(terms[0][0].shape[-1], terms[0][0].dtype)
         return tuple(jnp.dot(v, ones if o is None else o) for v, o in terms)
@@ -321,6 +328,7 @@ def two_component_stats(
     *,
     second_moments: bool = True,
     loglik: bool = False,
+    reduction: Optional[str] = None,
 ) -> SuffStats:
     """The E-pass of the fitting loop for ``K = 2``: one ``tanh`` per point.
 
@@ -346,7 +354,7 @@ def two_component_stats(
     if loglik:
         a = [_component_log_joint(x, params, k) for k in range(2)]
         terms.append((jnp.maximum(a[0], a[1]) + (math.log(2.0) - jnp.log1p(jnp.abs(t))), None))
-    sums = _row_sums(terms, sample_weight)
+    sums = _row_sums(terms, sample_weight, reduction)
     sign = jnp.asarray([1.0, -1.0], x.dtype)
     count = 0.5 * (moments.total + sign * sums[0])
     raw_first = 0.5 * (moments.first + sign * sums[1])
@@ -365,6 +373,7 @@ def two_component_stats_precise(
     sample_weight: Optional[Array],
     *,
     second_moments: bool = True,
+    reduction: Optional[str] = None,
 ) -> SuffStats:
     """The ``K = 2`` loop pass with every responsibility resolved relative to its size.
 
@@ -385,7 +394,7 @@ def two_component_stats_precise(
     if second_moments:
         dev = [x - m for m in (means[0], means[1])]
         terms += [(rho[0] * dev[0], dev[0]), (rho[1] * dev[1], dev[1])]
-    sums = _row_sums(terms, sample_weight)
+    sums = _row_sums(terms, sample_weight, reduction)
     count = jnp.stack(sums[0:2])
     first = jnp.stack(sums[2:4]) - means * count
     second = jnp.stack(sums[4:6]) if second_moments else jnp.zeros_like(first)

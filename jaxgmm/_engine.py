@@ -16,11 +16,12 @@ schedules a batch of fits onto fixed-size blocks of *lanes*:
   (10,000 iterations) among thousands of quick ones made its whole block wait
   under ``"blocks"``.
 
-Either way every fit takes exactly the steps it would take alone, in a block of
-the same ``rows`` lanes: the policy changes which fits share a block, never a
-fit's arithmetic, so the two policies give bit-identical results (a fit's
-result can depend on the block *size* through the rounding of XLA:CPU's sums;
-``Tuning.rows`` is fixed per call).  The lanes gather their fit's data row by
+Either way every fit takes exactly the steps it would take alone in a block of
+the same size: the policy changes which fits share a block, never a fit's
+arithmetic, so fits are bit-identical under both policies while they run in
+blocks of ``Tuning.rows`` lanes (a fit's result can depend on the block *size*
+through the rounding of XLA:CPU's sums: compaction's 8-lane tail block, or
+``rows`` itself, which follows the batch's size).  The lanes gather their fit's data row by
 index when they take it, so starts broadcast over ``x`` are never copied per
 start, and each dataset's standardised problem (units and moments) is computed
 once per dataset, not per fit or per visit.  One very large dataset (reduced in
@@ -237,11 +238,13 @@ def _stage(family, stepper, pass_, table: _Table, summaries, states, ctl: Contro
 
 
 def _phase_on_lanes(family, stepper, pass_, table: _Table, summaries, progress: Progress, ctl: Controls,
-                    tuning: Tuning):
+                    tuning: Tuning, hand_over: bool):
     """One phase for every fit of ``progress`` that has not stopped, through the
-    :func:`stages`; returns the updated progress and the lane E-steps spent."""
+    :func:`stages` (only the first of them unless ``hand_over``); returns the
+    updated progress and the lane E-steps spent."""
     states = jax.vmap(functools.partial(stepper.init, family, ctl=ctl))(progress)
     sizes = stages(tuning, table.f_d.shape[0])
+    sizes = sizes if hand_over else sizes[:1]
     used = jnp.zeros((), jnp.int32)
     for k, lanes in enumerate(sizes):
         hand_over = sizes[k + 1] if k + 1 < len(sizes) else 0
@@ -300,11 +303,14 @@ def solve(x, sample_weight, init, ctl: Controls, family, accelerate: Optional[st
         params = jax.vmap(lambda u, p: u.params_in(p))(units, starts)
         progress = jax.vmap(functools.partial(_progress.start, ctl=ctl))(params)
         lane_iterations = jnp.zeros((), jnp.int32)
-        for phase in phases:
+        for k, phase in enumerate(phases):
             if phase.restart:
                 progress = jax.vmap(functools.partial(_progress.restart, ctl=ctl))(progress)
             stepper = make_stepper(phase.stepper, phase.pass_)
-            progress, used = _phase_on_lanes(family, stepper, phase.pass_, table, summaries, progress, ctl, tuning)
+            # The later phases (the precise pass after the fast one) take a step
+            # or two for most fits: no tail block, one compiled loop less each.
+            progress, used = _phase_on_lanes(family, stepper, phase.pass_, table, summaries, progress, ctl, tuning,
+                                             hand_over=k == 0)
             lane_iterations = lane_iterations + used
 
         def finish_fit(f):

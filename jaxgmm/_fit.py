@@ -88,8 +88,11 @@ def fit(
         fit stops. ``None`` (default): ``True`` on CPU, ``False`` on
         accelerators (there blocks hold the whole batch and masked lanes cost
         little; compaction has not been measured on one). Every fit takes the
-        same steps either way, and the two give bit-identical results. Works
-        with either ``accelerate``, every batch layout, and inside ``jit``.
+        same steps either way and its arithmetic never depends on its
+        block-mates: results are bit-identical in blocks of one size (the
+        8-lane block compaction hands its last running fits to can round a sum
+        differently, within the stopping error). Works with either
+        ``accelerate``, every batch layout, and inside ``jit``.
 
     Raises:
       ValueError, TypeError: on concrete bad input (shapes, dtypes, NaN data, bad
@@ -138,7 +141,8 @@ def engine_call(args: "FitArgs") -> tuple[tuple, dict]:
     """``(arrays, static)`` of the engine call for ``args``: ``solve(*arrays, **static)``
     (or ``solve.lower(...)`` to inspect the compiled program)."""
     return ((args.x, args.sample_weight, args.init, args.controls),
-            dict(family=Univariate(args.spec), accelerate=args.accelerate, tuning=args.tuning))
+            dict(family=Univariate(args.spec, args.tuning.reduction), accelerate=args.accelerate,
+                 tuning=args.tuning))
 
 
 @jit(static_argnames=("spec",))

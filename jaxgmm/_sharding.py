@@ -80,7 +80,8 @@ def _sharded_fit(mesh: Mesh, spec, accelerate, tuning, x_sharded: bool, w_sharde
     part = lambda sharded: P(axis) if sharded else P()
 
     def local(x_, w_, p_, ctl_):
-        result, _ = solve(x_, w_, p_, ctl_, family=Univariate(spec), accelerate=accelerate, tuning=tuning)
+        result, _ = solve(x_, w_, p_, ctl_, family=Univariate(spec, tuning.reduction), accelerate=accelerate,
+                          tuning=tuning)
         return with_fixed_values(result, p_, None, spec)
 
     return jit(jax.shard_map(

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from ._checks import check_bool
 from ._params import MixtureParams
 
 
@@ -65,8 +66,6 @@ def make_spec(fixed, n_components: int, equal_scales: bool = False) -> ModelSpec
     are not known yet); the fixed scales must then be equal, which
     :func:`jaxgmm._validate.check_equal_fixed_scales` checks against the values.
     """
-    from ._validate import check_bool  # local: keeps this module's imports as they are
-
     equal_scales = check_bool(equal_scales, "equal_scales")
     k = int(n_components)
     if isinstance(fixed, MixtureParams):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ._progress import Progress, stopped
+from ._squarem import Squarem
 
 
 class EM(NamedTuple):
@@ -48,7 +49,5 @@ class EM(NamedTuple):
 def make(kind: str, pass_: str):
     """The stepper for a phase (``kind`` ``"em"`` or ``"squarem"``)."""
     if kind == "squarem":
-        from ._squarem import Squarem
-
         return Squarem(pass_)
     return EM(pass_)

@@ -70,9 +70,11 @@ class Phase(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Univariate:
-    """The univariate family under the constraints of ``spec`` (static, hashable)."""
+    """The univariate family under the constraints of ``spec`` (static, hashable);
+    ``reduction``: how the passes write their sums (``Tuning.reduction``)."""
 
     spec: ModelSpec
+    reduction: Optional[str] = None
 
     # -- standardisation, once per dataset -----------------------------------
     def summarise(self, x: Array, w: Optional[Array], chunk: int) -> Summary:
@@ -125,13 +127,13 @@ class Univariate:
         return self._stats(problem.x, problem.weight, problem.moments, params, pass_, loglik)
 
     def _stats(self, x, w, moments, params, pass_, loglik):
-        second = self.spec.scales_free
+        second, how = self.spec.scales_free, self.reduction
         if pass_ == "tanh":
-            return two_component_stats(x, params, w, moments, second_moments=second, loglik=loglik)
+            return two_component_stats(x, params, w, moments, second_moments=second, loglik=loglik, reduction=how)
         if pass_ == "precise":
             assert not loglik, "the precise pass does not compute the log-likelihood"
-            return two_component_stats_precise(x, params, w, second_moments=second)
-        return sufficient_stats(x, params, w, second_moments=second, loglik=loglik)
+            return two_component_stats_precise(x, params, w, second_moments=second, reduction=how)
+        return sufficient_stats(x, params, w, second_moments=second, loglik=loglik, reduction=how)
 
     @staticmethod
     def no_stats(params: MixtureParams) -> SuffStats:
@@ -176,25 +178,38 @@ class Univariate:
     # -- SQUAREM's extrapolation coordinates -----------------------------------
     @staticmethod
     def to_free(p: MixtureParams) -> MixtureParams:
-        """Unconstrained coordinates: log weights, means, log scales."""
-        return MixtureParams(jnp.log(p.weights), p.means, jnp.log(p.scales))
+        """Extrapolation coordinates: weights, means, log scales.
 
-    def from_free(self, theta: MixtureParams, ref: MixtureParams) -> MixtureParams:
-        """Back to parameters; fixed weights keep their values, free ones share the rest."""
+        The weights stay as they are: EM's weight update is an average of
+        responsibilities, close to linear in the weights, and an affine
+        combination of points on the simplex keeps their sum.  In log weights
+        the same steps bend (the weight of a small component is stretched by
+        ``1 / w``) and SqS3's step length, a ratio of norms, is then set mostly
+        by the weights; on bench/squarem_vs_r.py's case log weights cost more
+        E-steps, through refused extrapolations.  Log scales keep every
+        extrapolated scale positive.
+        """
+        return MixtureParams(p.weights, p.means, jnp.log(p.scales))
+
+    def from_free(self, theta: MixtureParams, ref: MixtureParams):
+        """Back to parameters, and whether they are a mixture (every free weight
+        positive); fixed weights keep their values, the free ones share the rest."""
         fixed_w = jnp.asarray(self.spec.fixed_weights)
         if all(self.spec.fixed_weights):
-            weights = ref.weights
-        else:
-            free_mass = 1.0 - over_components(jnp.add, jnp.where(fixed_w, ref.weights, 0.0))
-            logits = jnp.where(fixed_w, -jnp.inf, theta.weights)
-            weights = jnp.where(fixed_w, ref.weights, free_mass * jax.nn.softmax(logits))
-        return MixtureParams(weights, theta.means, jnp.exp(theta.scales))
+            return MixtureParams(ref.weights, theta.means, jnp.exp(theta.scales)), jnp.asarray(True)
+        free_mass = 1.0 - over_components(jnp.add, jnp.where(fixed_w, ref.weights, 0.0))
+        raw = jnp.where(fixed_w, 0.0, theta.weights)
+        inside = over_components(jnp.logical_and, fixed_w | (raw > 0))
+        # The step keeps the free weights' sum up to rounding; rescaling removes that.
+        weights = jnp.where(fixed_w, ref.weights, free_mass * raw / over_components(jnp.add, raw))
+        return MixtureParams(weights, theta.means, jnp.exp(theta.scales)), inside
 
     # -- the end of a fit --------------------------------------------------------
     def finish(self, problem: Problem, params: MixtureParams, finite: Array, ctl: Controls):
         """``(params, loglik, finite, degenerate)`` on the user's scale, from one
         exact E-pass at the final ``params`` (counts and log-likelihood only)."""
-        final_pass = functools.partial(sufficient_stats, params=params, second_moments=False, first_moments=False)
+        final_pass = functools.partial(sufficient_stats, params=params, second_moments=False, first_moments=False,
+                                       reduction=self.reduction)
         if isinstance(problem.x, ChunkedData):
             final = problem.x.reduce(lambda xs, ws, _: final_pass(xs, sample_weight=ws))
         else:

@@ -16,7 +16,9 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_bool as check_bool  # re-exported: most callers import it from here
 from ._params import FitResult, MixtureParams
+from ._spec import make_spec
 from ._xla import top_level
 
 
@@ -464,18 +466,6 @@ def check_enough_observations(x, sample_weight, n_free: int) -> None:
 # --------------------------------------------------------------------------- #
 # Options and counts
 # --------------------------------------------------------------------------- #
-def check_bool(value, name: str) -> bool:
-    """``value`` as a Python bool: ``True``/``False``, NumPy bools (0-d arrays too).
-
-    Anything else is a ``TypeError``: ``bool("no")`` is ``True``, so a string
-    (or 0/1, or ``None``) would silently mean something.
-    """
-    if isinstance(value, (bool, np.bool_)) or (
-            isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype == np.bool_):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}")
-
-
 def as_count(value, name: str, minimum: int = 1) -> int:
     """A Python int in ``[minimum, 2**31)`` from an integer ``value`` (``3.0`` counts as 3).
 
@@ -598,8 +588,6 @@ def as_m_step_args(x, resp, params, sample_weight=None, fixed=(), equal_scales=F
 
     Returns ``(x, resp, params, sample_weight)``.
     """
-    from ._spec import make_spec  # local import: _spec imports _em, which imports this module
-
     x, params, sample_weight = as_step_args(x, params, sample_weight, func="m_step", one_dataset=True)
     if x.ndim != 1 or (sample_weight is not None and sample_weight.shape != x.shape):
         got = x.shape if x.ndim != 1 else f"{x.shape} and sample_weight {sample_weight.shape}"
