@@ -198,11 +198,12 @@ def _stage(family, stepper, pass_, table: _Table, summaries, states, ctl: Contro
         out = jnp.where(which, lane_fit, size)  # past the end: dropped
         return jax.tree_util.tree_map(lambda t, v: t.at[out].set(v, mode="drop"), state_table, lane_states)
 
+    # The carry holds ``run``, which lanes hold a fit still running in this
+    # phase, so each trip evaluates the predicate once (after its step).
     def refill(carry):
-        state_table, lane_fit, problems, lane_states, nxt, trips = carry
-        active = lane_fit < size
-        free = ~(active & running(problems, lane_states))
-        state_table = write_out(state_table, lane_fit, active & free, lane_states)
+        state_table, lane_fit, problems, lane_states, run, nxt, trips = carry
+        free = ~run
+        state_table = write_out(state_table, lane_fit, (lane_fit < size) & free, lane_states)
         item = nxt + jnp.cumsum(free.astype(jnp.int32)) - 1
         take = free & (item < m)
         new_fit = jnp.where(take, queue[jnp.minimum(item, size - 1)], 0)
@@ -210,29 +211,29 @@ def _stage(family, stepper, pass_, table: _Table, summaries, states, ctl: Contro
         problems = _masked(take, new_problems, problems)
         lane_states = _masked(take, new_states, lane_states)
         lane_fit = jnp.where(take, new_fit, jnp.where(free, size, lane_fit))
+        run = run | (take & running(problems, lane_states))
         nxt = jnp.minimum(nxt + jnp.sum(free, dtype=jnp.int32), m)
-        return state_table, lane_fit, problems, lane_states, nxt, trips
+        return state_table, lane_fit, problems, lane_states, run, nxt, trips
 
     def body(carry):
-        state_table, lane_fit, problems, lane_states, nxt, trips = carry
-        run = (lane_fit < size) & running(problems, lane_states)
-        stopped_lanes = lanes - jnp.sum(run, dtype=jnp.int32)
-        carry = lax.cond((nxt < m) & (stopped_lanes >= refill_at), refill, lambda c: c, carry)
-        state_table, lane_fit, problems, lane_states, nxt, trips = carry
+        stopped_lanes = lanes - jnp.sum(carry[4], dtype=jnp.int32)
+        carry = lax.cond((carry[5] < m) & (stopped_lanes >= refill_at), refill, lambda c: c, carry)
+        state_table, lane_fit, problems, lane_states, run, nxt, trips = carry
         for _ in range(tuning.steps_per_trip):
-            run = (lane_fit < size) & running(problems, lane_states)
             lane_states = _masked(run, step(problems, lane_states), lane_states)
-        return state_table, lane_fit, problems, lane_states, nxt, trips + 1
+            run = run & running(problems, lane_states)
+        return state_table, lane_fit, problems, lane_states, run, nxt, trips + 1
 
     def cond(carry):
-        _, lane_fit, problems, lane_states, nxt, _ = carry
-        n_running = jnp.sum((lane_fit < size) & running(problems, lane_states), dtype=jnp.int32)
-        return (nxt < m) | (n_running > hand_over)
+        run, nxt = carry[4], carry[5]
+        return (nxt < m) | (jnp.sum(run, dtype=jnp.int32) > hand_over)
 
+    # Empty lanes to start (the first trip fills them): shapes only, no trace of a load.
+    empty = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                   jax.eval_shape(load_lanes, states, jnp.zeros((lanes,), jnp.int32)))
     idle = jnp.full((lanes,), size, jnp.int32)
-    problems0, states0 = load_lanes(states, jnp.zeros((lanes,), jnp.int32))
-    carry = (states, idle, problems0, states0, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-    states, lane_fit, _, lane_states, _, trips = lax.while_loop(cond, body, carry)
+    carry = (states, idle, *empty, jnp.zeros((lanes,), bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    states, lane_fit, _, lane_states, _, _, trips = lax.while_loop(cond, body, carry)
     states = write_out(states, lane_fit, lane_fit < size, lane_states)
     return states, trips * (lanes * per_step * tuning.steps_per_trip)
 
