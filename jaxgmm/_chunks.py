@@ -37,9 +37,11 @@ LARGE_N = 2 ** 22
 CHUNK = 2 ** 18
 
 
-def chunk_size() -> int:
-    """Chunk length for the backend JAX defaults to, for callers outside the engine."""
-    return CHUNK if jax.default_backend() == "cpu" else max(CHUNK, LARGE_N)
+def chunk_size(backend: Optional[str] = None) -> int:
+    """Chunk length on ``backend`` (default: JAX's); the engine resolves it once
+    per call into ``Tuning.chunk``."""
+    backend = jax.default_backend() if backend is None else backend
+    return CHUNK if backend == "cpu" else max(CHUNK, LARGE_N)
 
 
 class ChunkedData(NamedTuple):
