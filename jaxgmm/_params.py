@@ -52,6 +52,11 @@ class Status(enum.IntEnum):
     """A parameter or the log-likelihood became NaN or infinite, or traced inputs
     were invalid (NaN/inf data with positive weight, negative or non-finite
     ``sample_weight``), which cannot raise inside ``jit``/``vmap``."""
+    TOO_FEW = 4
+    """Not fitted: fewer observations than free parameters (per group in
+    :func:`jaxgmm.fit_groups`; ``fit`` raises instead).  Estimates and
+    log-likelihood are NaN, ``n_iter`` is 0; :func:`jaxgmm.best_of` ranks it with
+    the unusable fits."""
 
 
 class FitResult(NamedTuple):
