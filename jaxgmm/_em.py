@@ -404,25 +404,9 @@ def two_component_stats_precise(
 def e_step(
     x: Array, params: MixtureParams, sample_weight: Optional[Array] = None
 ) -> tuple[Array, Array]:
-    """E-step for one dataset: responsibilities and the log-likelihood.
-
-    Args:
-      x: data, shape ``(n,)``.
-      params: :class:`MixtureParams` with fields of shape ``(K,)``.
-      sample_weight: optional non-negative observation weights, shape ``(n,)``.
-
-    Returns:
-      ``(resp, loglik)``: ``resp[i, k]`` is the posterior probability that ``x[i]``
-      came from component ``k`` (shape ``(n, K)``, rows sum to 1); ``loglik`` is
-      ``sum_i w_i log p(x_i | params)``, the log-likelihood *of* ``params``.
-
-    Pure and jittable; ``jax.vmap`` it for batches.
-
-    Raises:
-      ValueError, TypeError: for concrete invalid arguments (params that are
-        not a mixture, negative weights, bad ``resp``), naming the argument;
-        traced values inside ``jit``/``vmap`` are not checked (shapes are).
-    """
+    """The univariate E-step of :func:`jaxgmm.e_step` (``jaxgmm/_steps.py``
+    documents it): responsibilities ``(n, K)`` and the log-likelihood of one
+    dataset ``x`` ``(n,)``."""
     x, params, sample_weight = _validate.as_step_args(x, params, sample_weight, func="e_step", one_dataset=True)
     x, params = _as_float(x, params)
     rho, point_ll = _responsibilities(x, params)

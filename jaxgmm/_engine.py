@@ -256,24 +256,27 @@ def _phase_on_lanes(family, stepper, pass_, table: _Table, summaries, progress: 
 
 @jit(static_argnames=("family", "accelerate", "tuning"))
 def solve(x, sample_weight, init, ctl: Controls, family, accelerate: Optional[str], tuning: Tuning):
-    """Fit the broadcast batch of ``x`` (``(..., n)``), ``sample_weight`` and
-    ``init`` (the family's parameters, ``(..., K)`` fields); ``(FitResult, Work)``.
+    """Fit the broadcast batch of ``x``, ``sample_weight`` and ``init``; ``(FitResult, Work)``.
 
-    ``ctl`` is traced (changing it never recompiles); ``family``, ``accelerate``
-    and ``tuning`` are static.
+    ``x`` is ``(..., n)`` followed by the family's ``event_ndim - 1`` axes of
+    one observation (univariate ``(..., n)``, multivariate ``(..., n, D)``),
+    ``sample_weight`` ``(..., n)`` or ``None``, ``init`` the family's
+    parameters (its ``batch_shape`` in front).  ``ctl`` is traced (changing it
+    never recompiles); ``family``, ``accelerate`` and ``tuning`` are static.
     """
-    n = x.shape[-1]
-    xb = batch_shape_of(x, 1)
+    event = x.shape[x.ndim - family.event_ndim:]
+    n = event[0]
+    xb = batch_shape_of(x, family.event_ndim)
     wb = () if sample_weight is None else batch_shape_of(sample_weight, 1)
-    pb = batch_shape_of(init, 1)
+    pb = family.batch_shape(init)
     full = tuple(jnp.broadcast_shapes(xb, wb, pb))
     db = tuple(jnp.broadcast_shapes(xb, wb))
     size = math.prod(full)
-    table = _Table(X=x.reshape((-1, n)),
+    table = _Table(X=x.reshape((-1,) + event),
                    W=None if sample_weight is None else sample_weight.reshape((-1, n)),
                    d_x=_flat_index(xb, db), d_w=None if sample_weight is None else _flat_index(wb, db),
                    f_d=_flat_index(db, full))
-    starts = jax.tree_util.tree_map(lambda a: a.reshape((-1, a.shape[-1]))[_flat_index(pb, full)], init)
+    starts = family.flat_params(init, _flat_index(pb, full))
     phases = family.phases(x.dtype, accelerate)
     chunk = tuning.chunk
 
@@ -300,8 +303,8 @@ def solve(x, sample_weight, init, ctl: Controls, family, accelerate: Optional[st
         rows = min(tuning.rows, math.prod(db))
         summaries = _in_blocks(lambda d: family.summarise(*_rows(table, d), chunk),
                                jnp.arange(math.prod(db), dtype=jnp.int32), rows)
-        units = jax.tree_util.tree_map(lambda a: a[table.f_d], summaries.units)
-        params = jax.vmap(lambda u, p: u.params_in(p))(units, starts)
+        fit_summaries = jax.tree_util.tree_map(lambda a: a[table.f_d], summaries)
+        params = jax.vmap(family.start)(fit_summaries, starts)
         progress = jax.vmap(functools.partial(_progress.start, ctl=ctl))(params)
         lane_iterations = jnp.zeros((), jnp.int32)
         for k, phase in enumerate(phases):

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
 from . import _validate
+from ._args import FitArgs, engine_args, loglik_in_weight_units
 from ._batching import batch_shape_of
-from ._controls import Controls, Tuning, default_tol, resolve_tuning
-from ._em import times_pow2
 from ._engine import Work, solve
+from ._multivariate import Multivariate
+from ._mv_fit import prepare_mv_fit
+from ._mv_params import MultivariateParams, MvSpec
 from ._params import Array, FitResult, MixtureParams, Status
 from ._spec import ModelSpec, make_spec, n_free_parameters
 from ._univariate import Univariate
@@ -35,8 +37,13 @@ def fit(
     nan_policy: str = "raise",
     accelerate: Optional[str] = None,
     compact: Optional[bool] = None,
+    covariance_type: Optional[str] = None,
 ) -> FitResult:
-    """Fit univariate Gaussian mixtures by EM, one dataset or millions at once.
+    """Fit Gaussian mixtures by EM, one dataset or millions at once.
+
+    Univariate with a :class:`MixtureParams` ``init`` (as documented below);
+    ``D``-dimensional with a :class:`MultivariateParams` ``init`` (see
+    "Multivariate fits" at the end).
 
     Args:
       x: observations, shape ``(..., n)``. Integer and boolean data are converted
@@ -93,6 +100,9 @@ def fit(
         8-lane block compaction hands its last running fits to can round a sum
         differently, within the stopping error). Works with either
         ``accelerate``, every batch layout, and inside ``jit``.
+      covariance_type: multivariate fits only: ``"full"`` (default), ``"diag"``,
+        ``"spherical"`` or ``"tied"`` (scikit-learn's meanings; mclust's VVV,
+        VVI, VII, EEE).
 
     Raises:
       ValueError, TypeError: on concrete bad input (shapes, dtypes, NaN data, bad
@@ -122,10 +132,40 @@ def fit(
 
     The computation follows the data's float dtype; the library never enables
     float64 by itself (set ``JAX_ENABLE_X64=1`` or ``jax.config`` for that).
+
+    Multivariate fits: ``x`` of shape ``(..., n, D)`` and ``init`` a
+    :class:`MultivariateParams` with weights ``(..., K)``, means ``(..., K,
+    D)`` and covariances ``(..., K, D, D)`` (full matrices whatever the
+    ``covariance_type``: diagonal for ``"diag"``, multiples of the identity for
+    ``"spherical"``, all equal for ``"tied"``; a start that is no point of its
+    model is an error). Batch shapes broadcast as above; ``sample_weight`` is
+    ``(..., n)``; ``fixed`` names fields (``"covariances"``) or is a
+    :class:`MultivariateParams` of per-component booleans. With
+    ``nan_policy="omit"`` a row holding any NaN is absent. Each dimension is
+    standardised per dataset (centred, scaled by its standard deviation; one
+    common scale for ``"spherical"``), and ``tol`` applies to the weights, the
+    mean coordinates and the covariance entries there. ``scale_floor`` bounds
+    every conditional standard deviation of a component (each Cholesky pivot)
+    below by ``scale_floor`` times the data's standard deviation of that
+    coordinate, so a component collapsing onto a point or a line ends
+    ``Status.DEGENERATE`` with finite values. ``equal_scales`` does not apply
+    (use ``covariance_type="tied"``).
     """
-    args = prepare_fit(x, init, fixed=fixed, equal_scales=equal_scales, tol=tol, max_iter=max_iter,
-                       sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy,
-                       accelerate=accelerate, compact=compact)
+    if isinstance(init, MultivariateParams):
+        if equal_scales:
+            raise ValueError("equal_scales applies to univariate fits; for a multivariate fit with one shared "
+                             "covariance pass covariance_type='tied'")
+        args = prepare_mv_fit(x, init, covariance_type="full" if covariance_type is None else covariance_type,
+                              fixed=fixed, tol=tol, max_iter=max_iter, sample_weight=sample_weight,
+                              scale_floor=scale_floor, nan_policy=nan_policy, accelerate=accelerate,
+                              compact=compact)
+    else:
+        if covariance_type is not None:
+            raise ValueError("covariance_type applies to multivariate fits (init a jaxgmm.MultivariateParams), "
+                             f"got covariance_type={covariance_type!r} with init of type {type(init).__name__}")
+        args = prepare_fit(x, init, fixed=fixed, equal_scales=equal_scales, tol=tol, max_iter=max_iter,
+                           sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy,
+                           accelerate=accelerate, compact=compact)
     return run(args)[0]
 
 
@@ -141,12 +181,18 @@ def engine_call(args: "FitArgs") -> tuple[tuple, dict]:
     """``(arrays, static)`` of the engine call for ``args``: ``solve(*arrays, **static)``
     (or ``solve.lower(...)`` to inspect the compiled program)."""
     return ((args.x, args.sample_weight, args.init, args.controls),
-            dict(family=Univariate(args.spec, args.tuning.reduction), accelerate=args.accelerate,
-                 tuning=args.tuning))
+            dict(family=family_of(args), accelerate=args.accelerate, tuning=args.tuning))
+
+
+def family_of(args: FitArgs):
+    """The model family of prepared arguments (static, hashable)."""
+    if isinstance(args.spec, MvSpec):
+        return Multivariate(args.spec)
+    return Univariate(args.spec, args.tuning.reduction)
 
 
 @jit(static_argnames=("spec",))
-def with_fixed_values(result: FitResult, init: MixtureParams, weight_exp, spec: ModelSpec) -> FitResult:
+def with_fixed_values(result: FitResult, init, weight_exp, spec) -> FitResult:
     """Return fixed parameters exactly as given in ``init``, and the log-likelihood
     in the units of the user's ``sample_weight``.
 
@@ -154,50 +200,15 @@ def with_fixed_values(result: FitResult, init: MixtureParams, weight_exp, spec: 
     it by an ulp or so (a mean fixed at 0 would come back as -1.6e-8 in float32).
     ``init``'s batch shape broadcasts against the result's, as in :func:`fit`.
     ``weight_exp`` (or ``None``) is the power of two each dataset's weights were
-    divided by (:func:`normalise_weights`).
+    divided by (:func:`jaxgmm._args.normalise_weights`).
     """
-    masks = (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)
-    params = MixtureParams(*(
-        jnp.where(jnp.asarray(mask), given, fitted) if any(mask) else fitted
-        for mask, given, fitted in zip(masks, init, result.params)))
+    masks = spec[:3]  # per component, for each field (the specs' first three entries)
+    # Each field's axes after the components' (none univariate; D, or D x D).
+    inner = (0, 0, 0) if isinstance(spec, ModelSpec) else (0, 1, 2)
+    params = type(result.params)(*(
+        jnp.where(jnp.asarray(mask).reshape((-1,) + (1,) * k), given, fitted) if any(mask) else fitted
+        for mask, k, given, fitted in zip(masks, inner, init, result.params)))
     return result._replace(params=params, loglik=loglik_in_weight_units(result.loglik, weight_exp))
-
-
-def loglik_in_weight_units(loglik, weight_exp):
-    """``loglik`` of weights divided by ``2**weight_exp`` (:func:`normalise_weights`)
-    in the units of the user's weights; ``None`` means they were not divided."""
-    if weight_exp is None:
-        return loglik
-    return times_pow2(loglik, jnp.broadcast_to(weight_exp, jnp.shape(loglik)))
-
-
-@jit
-def normalise_weights(sample_weight):
-    """Each dataset's weights divided by a power of two near their largest:
-    ``(weights, exponent)`` with the largest weight in ``[0.5, 1)``.
-
-    Exact, so no estimate changes; but weights of 1e-37 in float32 made products
-    ``w rho d^2`` underflow (a biased fit reported as converged) and weights of
-    1e36 overflowed sums (NONFINITE), issue 21 #7.  The log-likelihood is scaled
-    back by the same power (:func:`with_fixed_values`).
-    """
-    largest = jnp.max(sample_weight, axis=-1)
-    _, e = jnp.frexp(largest)
-    e = jnp.where(jnp.isfinite(largest) & (largest > 0), e, 0)
-    return times_pow2(sample_weight, -e[..., None]), e
-
-
-class FitArgs(NamedTuple):
-    """Validated, converted arguments of :func:`fit` for the engine."""
-
-    x: Array  # (..., n)
-    sample_weight: Optional[Array]  # broadcastable to x, each dataset's divided by 2**weight_exp
-    init: MixtureParams  # fields (..., K)
-    controls: Controls  # traced
-    spec: ModelSpec  # static
-    accelerate: Optional[str]  # static
-    tuning: Tuning  # static, resolved here from the backend and the shapes
-    weight_exp: Optional[Array] = None  # see normalise_weights
 
 
 def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEFAULT_MAX_ITER,
@@ -210,25 +221,15 @@ def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEF
     sample_weight = _validate.as_sample_weight(sample_weight, x)
     _validate.check_batch_shapes(x, sample_weight, init)
     x, sample_weight = _validate.apply_nan_policy(x, sample_weight, nan_policy)
-    _validate.check_iteration_args(tol, max_iter)
-    _validate.check_scale_floor(scale_floor)
     spec = make_spec(fixed, init.means.shape[-1], equal_scales)
     _validate.check_equal_fixed_scales(init, spec)
     _validate.check_enough_observations(x, sample_weight, n_free_parameters(spec))
-    tol = default_tol(x.dtype) if tol is None else tol
-    weight_exp = None
-    if sample_weight is not None:
-        sample_weight, weight_exp = normalise_weights(sample_weight)
-    _validate.check_accelerate(accelerate)
-    if compact is not None:
-        compact = _validate.check_bool(compact, "compact")
     shapes = [batch_shape_of(x, 1), batch_shape_of(init, 1)]
     if sample_weight is not None:
         shapes.append(batch_shape_of(sample_weight, 1))
-    size = math.prod(jnp.broadcast_shapes(*shapes))
-    controls = Controls(jnp.asarray(tol, x.dtype), jnp.asarray(max_iter, jnp.int32), jnp.asarray(scale_floor, x.dtype))
-    tuning = resolve_tuning(x.shape[-1], size, x.dtype, compact)
-    return FitArgs(x, sample_weight, init, controls, spec, accelerate, tuning, weight_exp)
+    return engine_args(x, sample_weight, init, spec, tol=tol, max_iter=max_iter, scale_floor=scale_floor,
+                       accelerate=accelerate, compact=compact, size=math.prod(jnp.broadcast_shapes(*shapes)),
+                       row_length=x.shape[-1])
 
 
 def _healthy_first_score(result: FitResult) -> Array:

@@ -18,8 +18,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import _validate
+from . import _mv_validate, _validate
 from ._units import _extent
+from ._mv_init import kmeans_start
+from ._mv_params import COVARIANCE_TYPES
 from ._params import Array, MixtureParams
 from ._xla import jit
 
@@ -113,7 +115,8 @@ def init_params(
     n_starts: Optional[int] = None,
     sample_weight=None,
     nan_policy: str = "raise",
-) -> MixtureParams:
+    covariance_type: Optional[str] = None,
+):
     """Starting values from the data, for one dataset or a batch, one or many starts.
 
     Args:
@@ -128,12 +131,22 @@ def init_params(
       sample_weight: optional observation weights broadcastable to ``x``.
       nan_policy: ``"raise"`` (default) rejects NaN/inf in ``x``; ``"omit"``
         treats them as absent (weight 0), as in :func:`jaxgmm.fit`.
+      covariance_type: ``None`` for univariate starts; ``"full"``, ``"diag"``,
+        ``"spherical"`` or ``"tied"`` for multivariate starts of that type from
+        ``x`` of shape ``(..., n, D)`` (k-means++ seeding on the standardised
+        data, then one hard assignment turned into weights, means and
+        covariances; a cluster too small for a covariance of its own takes the
+        pooled within-cluster one; ``jaxgmm/_mv_init.py``). Only
+        ``method="kmeans++"`` applies; with ``nan_policy="omit"`` a row holding
+        a NaN is absent.
 
     Returns:
       :class:`MixtureParams` with fields of shape ``(n_starts,) + batch + (K,)``
-      (no leading axis when ``n_starts`` is None). Pass it straight to
-      :func:`jaxgmm.fit` with the same ``x`` (and ``nan_policy``), then
-      :func:`jaxgmm.best_of`.
+      (no leading axis when ``n_starts`` is None); with ``covariance_type`` a
+      :class:`MultivariateParams` with weights ``(n_starts,) + batch + (K,)``,
+      means ``(..., K, D)`` and covariances ``(..., K, D, D)``. Pass it straight
+      to :func:`jaxgmm.fit` with the same ``x`` (and ``nan_policy``, and
+      ``covariance_type``), then :func:`jaxgmm.best_of`.
 
     Raises:
       ValueError, TypeError: for bad arguments, naming the argument (as
@@ -145,6 +158,12 @@ def init_params(
     if n_starts is not None:
         n_starts = _validate.as_count(n_starts, "n_starts")
     _validate.check_key(key)
+    if covariance_type is not None:
+        if method != "kmeans++":
+            raise ValueError(f"multivariate starts (covariance_type={covariance_type!r}) use method='kmeans++', "
+                             f"got method={method!r}")
+        return mv_init_params(key, x, k, n_starts=n_starts, sample_weight=sample_weight, nan_policy=nan_policy,
+                              covariance_type=covariance_type)
     x = _validate.as_data(x)
     w = _validate.as_sample_weight(sample_weight, x)
     # NaN data would give NaN starts, and fit would then blame init; say so here.
@@ -175,3 +194,31 @@ def _many_starts(keys, x, w, k, method):
     one = lambda key, xi, wi: _start_one(key, xi, wi, k, method)
     over_data = jax.vmap(one, in_axes=(0, 0, 0 if w is not None else None))
     return jax.vmap(over_data, in_axes=(0, None, None))(keys, x, w)
+
+
+def mv_init_params(key, x, k: int, *, n_starts, sample_weight, nan_policy, covariance_type):
+    """:func:`init_params` for ``x`` of shape ``(..., n, D)`` (checked arguments)."""
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    x = _mv_validate.as_mv_data(x)
+    w = _validate.as_sample_weight(sample_weight, _mv_validate.rows_of(x))
+    x, w = _mv_validate.apply_mv_nan_policy(x, w, nan_policy)
+    batch = x.shape[:-2] if w is None else tuple(jnp.broadcast_shapes(x.shape[:-2], w.shape[:-1]))
+    x = jnp.broadcast_to(x, batch + x.shape[-2:])
+    if w is not None:
+        w = jnp.broadcast_to(w, batch + w.shape[-1:])
+    return _mv_starts(key, x, w, k, 1 if n_starts is None else n_starts, n_starts is None, covariance_type)
+
+
+@jit(static_argnames=("k", "reps", "squeeze", "covariance_type"))
+def _mv_starts(key, x, w, k, reps, squeeze, covariance_type):
+    batch = x.shape[:-2]
+    flat_x = x.reshape((-1,) + x.shape[-2:])
+    flat_w = None if w is None else w.reshape((-1, w.shape[-1]))
+    n_fits = flat_x.shape[0]
+    keys = jax.random.split(key, reps * n_fits).reshape((reps, n_fits) + key.shape)
+    one = lambda kk, xi, wi: kmeans_start(kk, xi, k, wi, covariance_type=covariance_type)
+    over_data = jax.vmap(one, in_axes=(0, 0, None if w is None else 0))
+    out = jax.vmap(over_data, in_axes=(0, None, None))(keys, flat_x, flat_w)
+    out = jax.tree_util.tree_map(lambda f: f.reshape((reps,) + batch + f.shape[2:]), out)
+    return jax.tree_util.tree_map(lambda f: f[0], out) if squeeze else out

@@ -1,8 +1,9 @@
 """Saving and loading fitted parameters and results: NumPy ``.npz``, never pickle.
 
 A file holds one array per leaf (``weights``, ``means``, ``scales`` for a
-:class:`MixtureParams`; ``params.weights`` ... ``converged`` for a
-:class:`FitResult`) and one metadata entry, ``__jaxgmm__``: a JSON string (a
+:class:`MixtureParams`, ``weights``, ``means``, ``covariances`` for a
+:class:`MultivariateParams`; ``params.weights`` ... ``converged`` for a
+:class:`FitResult` of either) and one metadata entry, ``__jaxgmm__``: a JSON string (a
 NumPy unicode array, so it loads with ``allow_pickle=False``) holding the format
 name and version, the jaxgmm version that wrote it, the kind of object, its
 float dtype, the model (fixed masks and ``equal_scales``) where the result
@@ -24,6 +25,7 @@ from typing import IO, Union
 
 import numpy as np
 
+from ._mv_params import MultivariateParams, MvSpec
 from ._params import FitResult, MixtureParams
 
 FORMAT = "jaxgmm"
@@ -32,6 +34,9 @@ META_KEY = "__jaxgmm__"
 
 PathLike = Union[str, "os.PathLike[str]", IO[bytes]]
 _MODEL_FIELDS = ("fixed_weights", "fixed_means", "fixed_scales", "equal_scales")
+_MV_MODEL_FIELDS = ("fixed_weights", "fixed_means", "fixed_covariances", "covariance_type")
+# The parameter types a file can hold, by the name stored as its "params" entry.
+_PARAMS = {"MixtureParams": MixtureParams, "MultivariateParams": MultivariateParams}
 
 
 def _version() -> str:
@@ -41,10 +46,10 @@ def _version() -> str:
 
 
 def _leaves(obj) -> dict:
-    """``{name: array}`` for a MixtureParams or FitResult (model excluded)."""
-    if isinstance(obj, MixtureParams):
+    """``{name: array}`` for parameters or a FitResult (model excluded)."""
+    if isinstance(obj, tuple(_PARAMS.values())):
         return {name: np.asarray(value) for name, value in zip(obj._fields, obj)}
-    out = {f"params.{name}": np.asarray(value) for name, value in zip(MixtureParams._fields, obj.params)}
+    out = {f"params.{name}": np.asarray(value) for name, value in zip(obj.params._fields, obj.params)}
     for name in ("loglik", "n_iter", "status", "converged"):
         out[name] = np.asarray(getattr(obj, name))
     return out
@@ -64,12 +69,16 @@ def _model_of(obj):
     model = obj.model if isinstance(obj, FitResult) else None
     if model is None:
         return None
+    if isinstance(model, MvSpec):
+        return {name: (list(getattr(model, name)) if name != "covariance_type" else model.covariance_type)
+                for name in _MV_MODEL_FIELDS}
     return {name: (list(getattr(model, name)) if name != "equal_scales" else bool(model.equal_scales))
             for name in _MODEL_FIELDS}
 
 
-def save(path: PathLike, obj: Union[MixtureParams, FitResult]) -> None:
-    """Save a :class:`MixtureParams` or :class:`FitResult` to ``path`` (``.npz``).
+def save(path: PathLike, obj: Union[MixtureParams, MultivariateParams, FitResult]) -> None:
+    """Save a :class:`MixtureParams`, :class:`MultivariateParams` or
+    :class:`FitResult` to ``path`` (``.npz``).
 
     Args:
       path: a file name (written exactly as given: no ``.npz`` is appended) or a
@@ -77,25 +86,29 @@ def save(path: PathLike, obj: Union[MixtureParams, FitResult]) -> None:
       obj: the parameters or result, any batch shape, as JAX or NumPy arrays.
 
     The arrays are stored bit for bit; a result's ``model`` (fixed masks and
-    ``equal_scales``), where it has one, is stored in the metadata.  Read it back
-    with :func:`load`.
+    ``equal_scales``, or the covariance type), where it has one, is stored in
+    the metadata.  Read it back with :func:`load`.
     """
-    if isinstance(obj, MixtureParams):
-        kind = "MixtureParams"
+    if isinstance(obj, tuple(_PARAMS.values())):
+        kind = params_kind = type(obj).__name__
     elif isinstance(obj, FitResult):
-        kind = "FitResult"
+        kind, params_kind = "FitResult", type(obj.params).__name__
+        if params_kind not in _PARAMS:
+            raise TypeError(f"save: the result's params are a {params_kind}, not parameters jaxgmm fits")
     else:
-        raise TypeError(f"save takes a jaxgmm.MixtureParams or FitResult, got {type(obj).__name__}")
+        raise TypeError(f"save takes a jaxgmm.MixtureParams, MultivariateParams or FitResult, "
+                        f"got {type(obj).__name__}")
     arrays = _leaves(obj)
     for name, a in arrays.items():
         if a.dtype == object:
             raise TypeError(f"{kind}.{name} holds Python objects, not numbers; cannot save it")
-    weights = arrays["weights" if kind == "MixtureParams" else "params.weights"]
+    weights = arrays["params.weights" if kind == "FitResult" else "weights"]
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "jaxgmm_version": _version(),
         "kind": kind,
+        "params": params_kind,
         "dtype": weights.dtype.name,
         "model": _model_of(obj),
         "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape)} for name, a in arrays.items()},
@@ -166,14 +179,18 @@ def _model_from(meta: dict, where):
     from ._spec import ModelSpec
 
     try:
+        if "covariance_type" in model:
+            return MvSpec(*(tuple(bool(b) for b in model[n]) for n in _MV_MODEL_FIELDS[:3]),
+                          str(model["covariance_type"]))
         return ModelSpec(*(tuple(bool(b) for b in model[n]) for n in _MODEL_FIELDS[:3]),
                          bool(model["equal_scales"]))
     except (KeyError, TypeError) as err:
         raise ValueError(f"{where!s}: the saved model is malformed ({err})") from None
 
 
-def load(path: PathLike) -> Union[MixtureParams, FitResult]:
-    """Load what :func:`save` wrote: a :class:`MixtureParams` or :class:`FitResult`.
+def load(path: PathLike) -> Union[MixtureParams, MultivariateParams, FitResult]:
+    """Load what :func:`save` wrote: a :class:`MixtureParams`,
+    :class:`MultivariateParams` or :class:`FitResult`.
 
     Arrays come back as NumPy arrays, bit-identical to those saved; a result
     gets its ``model`` back (``None`` if it had none).
@@ -189,11 +206,19 @@ def load(path: PathLike) -> Union[MixtureParams, FitResult]:
     meta = _meta(entries, where)
     _check_arrays(entries, meta, where)
     kind = meta.get("kind")
-    if kind == "MixtureParams":
-        return MixtureParams(*(entries[name] for name in MixtureParams._fields))
-    if kind == "FitResult":
-        params = MixtureParams(*(entries[f"params.{name}"] for name in MixtureParams._fields))
+    # Files written before multivariate parameters existed name no "params".
+    params_type = _PARAMS.get(meta.get("params", "MixtureParams"))
+    if kind in _PARAMS or (kind == "FitResult" and params_type is not None):
+        fields = _PARAMS[kind]._fields if kind in _PARAMS else tuple(f"params.{f}" for f in params_type._fields)
+        missing = [f for f in fields if f not in entries]
+        if missing:
+            raise ValueError(f"{where!s}: the metadata says {kind} but the arrays {missing} are missing: "
+                             "the file was modified after saving")
+    if kind in _PARAMS:
+        return _PARAMS[kind](*(entries[name] for name in _PARAMS[kind]._fields))
+    if kind == "FitResult" and params_type is not None:
+        params = params_type(*(entries[f"params.{name}"] for name in params_type._fields))
         arrays = (entries[name] for name in ("loglik", "n_iter", "status", "converged"))
         return FitResult(params, *arrays, model=_model_from(meta, where))
-    raise ValueError(f"{where!s}: unknown kind of jaxgmm object {kind!r} (this jaxgmm reads "
-                     "MixtureParams and FitResult)")
+    raise ValueError(f"{where!s}: unknown kind of jaxgmm object {kind!r} with params {meta.get('params')!r} "
+                     "(this jaxgmm reads MixtureParams, MultivariateParams and FitResult)")

@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+import jax
+
 Array = Any
 
 # scikit-learn's names; mclust's VVV, VVI, VII, EEE.
@@ -68,6 +70,10 @@ class MvSpec(NamedTuple):
         f = (False,) * int(n_components)
         return cls(f, f, f, covariance_type)
 
+
+# Static (no leaves), as ModelSpec: a FitResult carries its model through
+# jit, vmap and tree_map untouched.
+jax.tree_util.register_static(MvSpec)
 
 FIELDS = MultivariateParams._fields
 
@@ -136,3 +142,19 @@ def n_covariance_parameters(covariance_type: str, n_components: int, dim: int) -
     k, d = int(n_components), int(dim)
     return {"full": k * d * (d + 1) // 2, "diag": k * d, "spherical": k,
             "tied": d * (d + 1) // 2}[covariance_type]
+
+
+def mv_n_free_parameters(spec: MvSpec, dim: int) -> int:
+    """Number of free parameters (for AIC/BIC) under ``spec`` in ``D = dim`` dimensions.
+
+    Free weights lose one degree of freedom to the sum-to-one constraint; a
+    free mean counts ``D``; a free covariance its type's entries
+    (:func:`n_covariance_parameters` per component; a tied matrix once).
+    """
+    d = int(dim)
+    free_w = list(spec.fixed_weights).count(False)
+    n = max(free_w - 1, 0) + d * list(spec.fixed_means).count(False)
+    free_c = list(spec.fixed_covariances).count(False)
+    if spec.covariance_type == "tied":
+        return n + (n_covariance_parameters("tied", 1, d) if free_c else 0)
+    return n + n_covariance_parameters(spec.covariance_type, free_c, d)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from . import _validate
+from . import _mv_em, _validate
+from ._mv_params import MultivariateParams
 from ._params import Array, MixtureParams, batch_shape
 from ._xla import jit
 
@@ -15,16 +16,21 @@ def sample(key: Array, params: MixtureParams, n: int, shape: tuple = ()) -> Arra
 
     Args:
       key: a ``jax.random`` key.
-      params: :class:`MixtureParams`, fields of shape ``(..., K)``.
+      params: :class:`MixtureParams`, fields of shape ``(..., K)``; or
+        :class:`MultivariateParams` (weights ``(..., K)``, means ``(..., K, D)``,
+        covariances ``(..., K, D, D)``).
       n: observations per dataset.
       shape: extra leading sample shape, e.g. ``(reps,)`` for ``reps`` datasets
         from each mixture.
 
     Returns:
       Array of shape ``shape + batch_shape(params) + (n,)`` in the parameters'
-      float dtype.
+      float dtype; ``... + (n, D)`` for multivariate parameters (singular
+      covariances allowed: draws then lie in their support).
     """
     n = _validate.as_count(n, "n", minimum=0)  # 2.5 or "3" are errors, not 2 and 3
+    if isinstance(params, MultivariateParams):
+        return _mv_em.sample(key, params, n, shape)
     dtype = _validate.float_dtype_for(*params)
     params = _validate.as_params(params, dtype, name="params")
     return _sample(key, params, n, tuple(int(s) for s in shape))

@@ -54,7 +54,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._params import Array, over_components
+from ._params import Array
 from ._progress import Progress, stopped
 
 # Step-length growth factor (the reference implementation's ``mstep``).
@@ -102,7 +102,7 @@ class Squarem(NamedTuple):
         """One cycle: the safeguard's check of the last extrapolated point, two EM
         steps, the extrapolation and its stabilising EM step; stops (with the
         point the stopping rule was checked at) inside the cycle where a rule holds."""
-        e = functools.partial(family.stats, problem, pass_=self.pass_)
+        e = functools.partial(family.stats, problem, pass_=self.pass_, ctl=ctl)
         m = lambda stats, p: family.m_step(problem, stats, p, ctl)
         change = family.change
         finite = family.finite
@@ -116,8 +116,8 @@ class Squarem(NamedTuple):
         # solution (a free scale on the floor or a component emptied) that the
         # fallback is not on: with free scales the likelihood is unbounded there,
         # so "higher" would pull fits into spikes plain EM does not reach.
-        went_degenerate = family.degenerate(problem, pr.params, stats_new.count, ctl) & ~family.degenerate(
-            problem, s.backup, s.backup_stats.count, ctl)
+        went_degenerate = family.degenerate(problem, pr.params, stats_new, ctl) & ~family.degenerate(
+            problem, s.backup, s.backup_stats, ctl)
         accept = first | (finite(pr.params) & (stats_new.loglik >= s.backup_stats.loglik) & ~went_degenerate)
         p0 = _select(accept, pr.params, s.backup)
         stats0 = _select(accept, stats_new, s.backup_stats)
@@ -149,8 +149,7 @@ class Squarem(NamedTuple):
         r = jax.tree_util.tree_map(lambda a, b: jnp.nan_to_num(b - a, nan=0.0, posinf=0.0, neginf=0.0), th0, th1)
         v = jax.tree_util.tree_map(lambda a, b, c: jnp.nan_to_num(b - a - c, nan=0.0, posinf=0.0, neginf=0.0),
                                    th1, th2, r)
-        sr2 = over_components(jnp.add, jnp.square(jnp.concatenate(r, axis=-1)))
-        sv2 = over_components(jnp.add, jnp.square(jnp.concatenate(v, axis=-1)))
+        sr2, sv2 = family.sq_norm(r), family.sq_norm(v)
         alpha = jnp.sqrt(sr2 / sv2)
         alpha = jnp.where(jnp.isfinite(alpha), jnp.clip(alpha, one, step_max), one)
         theta = jax.tree_util.tree_map(lambda t, a, b: t + 2.0 * alpha * a + alpha * alpha * b, th0, r, v)

@@ -38,7 +38,7 @@ class EM(NamedTuple):
     def step(self, family, problem, s: Progress, ctl) -> Progress:
         # The stopping rule does not use the log-likelihood; a NaN anywhere still
         # shows in the counts (step_finite).
-        stats = family.stats(problem, s.params, self.pass_)
+        stats = family.stats(problem, s.params, self.pass_, ctl)
         new = family.m_step(problem, stats, s.params, ctl)
         finite = family.step_finite(new, stats)
         change = family.change(new, s.params)

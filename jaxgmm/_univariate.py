@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from ._batching import batch_shape_of
 from ._chunks import ChunkedData, chunked
 from ._controls import Controls
 from ._em import (DataMoments, SuffStats, data_moments, m_step_from_stats, sufficient_stats, two_component_stats,
@@ -75,6 +76,17 @@ class Univariate:
 
     spec: ModelSpec
     reduction: Optional[str] = None
+    event_ndim = 1  # a dataset is (n,)
+
+    # -- shapes (the engine's batch bookkeeping) -------------------------------
+    @staticmethod
+    def batch_shape(params: MixtureParams) -> tuple:
+        return batch_shape_of(params, 1)
+
+    @staticmethod
+    def flat_params(params: MixtureParams, index: Array) -> MixtureParams:
+        """Fields reshaped to one batch axis and taken at ``index``."""
+        return jax.tree_util.tree_map(lambda a: a.reshape((-1, a.shape[-1]))[index], params)
 
     # -- standardisation, once per dataset -----------------------------------
     def summarise(self, x: Array, w: Optional[Array], chunk: int) -> Summary:
@@ -92,8 +104,10 @@ class Univariate:
         moments = data_moments(x_std, w) if summary.moments is None else summary.moments
         return Problem(x_std, w, units, moments)
 
-    def start(self, problem: Problem, init: MixtureParams) -> MixtureParams:
-        return problem.units.params_in(init)
+    def start(self, summary, init: MixtureParams) -> MixtureParams:
+        """``init`` in standardised units (``summary``: a :class:`Summary` or
+        :class:`Problem`, whichever holds the dataset's units)."""
+        return summary.units.params_in(init)
 
     # -- the phase schedule ---------------------------------------------------
     def phases(self, dtype, accelerate: Optional[str]) -> tuple:
@@ -119,8 +133,9 @@ class Univariate:
         return (Phase(main, fast, False), Phase("em", "precise", narrow))
 
     # -- one iteration's pieces -----------------------------------------------
-    def stats(self, problem: Problem, params: MixtureParams, pass_: str, loglik: bool = False):
-        """Sufficient statistics of ``pass_`` at ``params`` (``loglik``: static)."""
+    def stats(self, problem: Problem, params: MixtureParams, pass_: str, ctl: Controls, loglik: bool = False):
+        """Sufficient statistics of ``pass_`` at ``params`` (``loglik``: static;
+        ``ctl`` is not needed by these passes)."""
         if isinstance(problem.x, ChunkedData):  # sum over chunks
             return problem.x.reduce(
                 lambda xs, ws, mom: self._stats(xs, ws, mom, params, pass_, loglik), problem.moments)
@@ -165,10 +180,12 @@ class Univariate:
             return jnp.asarray(True)
         return fast_pass_accurate(params, problem.whole, self.spec)
 
-    def degenerate(self, problem: Problem, params: MixtureParams, count: Array, ctl: Controls) -> Array:
+    def degenerate(self, problem: Problem, params: MixtureParams, stats, ctl: Controls) -> Array:
         """A free scale on the floor, or a component that could move holding at most
-        ``min_count`` of the weight (the status rule, and SQUAREM's safeguard)."""
+        ``min_count`` of the weight in ``stats`` (the E-pass at ``params``): the
+        status rule, and SQUAREM's safeguard."""
         spec = self.spec
+        count = stats.count
         eps = jnp.finfo(params.scales.dtype).eps
         on_floor = jnp.any(~jnp.asarray(spec.fixed_scales) & (params.scales <= ctl.scale_floor * (1 + 16 * eps)))
         any_free = jnp.asarray([not (a and b and c) for a, b, c in
@@ -190,6 +207,11 @@ class Univariate:
         extrapolated scale positive.
         """
         return MixtureParams(p.weights, p.means, jnp.log(p.scales))
+
+    @staticmethod
+    def sq_norm(theta: MixtureParams) -> Array:
+        """Squared length of a step in extrapolation coordinates."""
+        return over_components(jnp.add, jnp.square(jnp.concatenate(theta, axis=-1)))
 
     def from_free(self, theta: MixtureParams, ref: MixtureParams):
         """Back to parameters, and whether they are a mixture (every free weight
@@ -214,15 +236,22 @@ class Univariate:
             final = problem.x.reduce(lambda xs, ws, _: final_pass(xs, sample_weight=ws))
         else:
             final = final_pass(problem.x, sample_weight=problem.weight)
-        finite = finite & self.finite(params) & jnp.isfinite(final.loglik)
-        if problem.weight is not None:
-            # Negative weights can only arrive traced (the eager boundary rejects
-            # them); the "fit" is then no likelihood fit at all, so flag it.
-            finite = finite & jnp.all(problem.weight >= 0)
-        finite = finite & fixed_weights_valid(params.weights, self.spec)
-        degenerate = self.degenerate(problem, params, final.count, ctl)
+        finite = final_finite(finite, self.finite(params), final.loglik, problem.weight, params.weights, self.spec)
+        degenerate = self.degenerate(problem, params, final, ctl)
         units = problem.units
         return units.params_out(params), units.loglik_out(final.loglik), finite, degenerate
+
+
+def final_finite(finite, params_finite, loglik, weight, weights, spec) -> Array:
+    """Whether a fit ends usable (either family): every step and the final
+    parameters and log-likelihood finite, no negative observation weight, and
+    fixed weights a valid part of a mixture."""
+    finite = finite & params_finite & jnp.isfinite(loglik)
+    if weight is not None:
+        # Negative weights can only arrive traced (the eager boundary rejects
+        # them); the "fit" is then no likelihood fit at all, so flag it.
+        finite = finite & jnp.all(weight >= 0)
+    return finite & fixed_weights_valid(weights, spec)
 
 
 def fast_pass_accurate(params: MixtureParams, moments: Optional[DataMoments], spec: ModelSpec) -> Array:

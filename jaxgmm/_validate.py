@@ -245,28 +245,35 @@ def as_params(params, dtype, name: str = "init") -> MixtureParams:
     return params
 
 
+def _got(values, bad) -> str:
+    """``, got [...]``: the first offending row, as found."""
+    return ", got " + str([float(f"{v:.6g}") for v in (values[bad][0] if values.ndim > 1 else values)])
+
+
+def check_weight_values(w: np.ndarray, name: str = "init") -> None:
+    """Raise ``ValueError`` for mixing weights (``(..., K)``) outside the simplex."""
+    tol = _sum_tolerance(w.dtype)
+    bad = ~np.all(np.isfinite(w) & (w >= 0) & (w <= 1), axis=-1)
+    if bad.any():
+        raise ValueError(f"{name}.weights must lie in [0, 1]{_at_batch(bad)}{_got(w, bad)}")
+    bad = np.abs(w.sum(-1) - 1) > tol * w.shape[-1]
+    if bad.any():
+        raise ValueError(f"{name}.weights must sum to 1 (within {tol:g} per component), "
+                         f"got sums {np.unique(w.sum(-1)[bad])[:5]}{_at_batch(bad)}")
+
+
 def check_param_values(params: MixtureParams, name: str = "init") -> None:
     """Raise ``ValueError`` for weights outside the simplex or bad scales."""
     w = np.asarray(params.weights)
     s = np.asarray(params.scales)
     m = np.asarray(params.means)
-    tol = _sum_tolerance(w.dtype)
-    # The first offending row, as found.
-    got = lambda values, bad: ", got " + str([float(f"{v:.6g}") for v in (
-        values[bad][0] if values.ndim > 1 else values)])
-    bad = ~np.all(np.isfinite(w) & (w >= 0) & (w <= 1), axis=-1)
-    if bad.any():
-        raise ValueError(f"{name}.weights must lie in [0, 1]{_at_batch(bad)}{got(w, bad)}")
-    bad = np.abs(w.sum(-1) - 1) > tol * w.shape[-1]
-    if bad.any():
-        raise ValueError(f"{name}.weights must sum to 1 (within {tol:g} per component), "
-                         f"got sums {np.unique(w.sum(-1)[bad])[:5]}{_at_batch(bad)}")
+    check_weight_values(w, name)
     bad = ~np.all(np.isfinite(m), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.means must be finite{_at_batch(bad)}{got(m, bad)}")
+        raise ValueError(f"{name}.means must be finite{_at_batch(bad)}{_got(m, bad)}")
     bad = ~np.all(np.isfinite(s) & (s > 0), axis=-1)
     if bad.any():
-        raise ValueError(f"{name}.scales must be positive and finite{_at_batch(bad)}{got(s, bad)}")
+        raise ValueError(f"{name}.scales must be positive and finite{_at_batch(bad)}{_got(s, bad)}")
 
 
 def as_sample_weight(sample_weight, x, *, something_to_fit: bool = True):

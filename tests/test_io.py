@@ -131,7 +131,10 @@ def test_refuses_tampered_foreign_and_newer_files(tmp_path):
     with pytest.raises(ValueError, match=r"written by jaxgmm 9.0 in file format version 2.*upgrade"):
         jaxgmm.load(bad)
     rewrite(good, bad, lambda e: set_meta(e, kind="MultivariateParams"))
-    with pytest.raises(ValueError, match="unknown kind of jaxgmm object 'MultivariateParams'"):
+    with pytest.raises(ValueError, match=r"says MultivariateParams but the arrays \['weights'"):
+        jaxgmm.load(bad)
+    rewrite(good, bad, lambda e: set_meta(e, kind="Zebra"))
+    with pytest.raises(ValueError, match="unknown kind of jaxgmm object 'Zebra'"):
         jaxgmm.load(bad)
     rewrite(good, bad, lambda e: set_meta(e, format="other"))
     with pytest.raises(ValueError, match="not a jaxgmm file: metadata format"):
@@ -153,6 +156,6 @@ def test_refuses_tampered_foreign_and_newer_files(tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="not a jaxgmm file"):
         jaxgmm.load(bad)
-    with pytest.raises(TypeError, match="MixtureParams or FitResult"):
+    with pytest.raises(TypeError, match="MixtureParams, MultivariateParams or FitResult"):
         jaxgmm.save(bad, {"weights": [1.0]})
     assert zipfile.is_zipfile(good)
