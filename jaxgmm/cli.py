@@ -434,10 +434,8 @@ def read_column(path: str, column: Optional[str] = None, decimal: str = "auto"):
         raise CLIError(str(err)) from None
 
 
-def _fit(args) -> int:
-    import numpy as np
-
-    data, dropped = read_column(args.file, args.column, args.decimal)
+def _fixed_values(args) -> dict:
+    """``--weights/--means/--scales`` as ``{field: [value or None per component]}``, checked."""
     k = args.k
     given = {}
     for name in ("weights", "means", "scales"):
@@ -447,11 +445,6 @@ def _fit(args) -> int:
             if len(vals) != k:
                 raise CLIError(f"--{name} gives {len(vals)} values but -k is {k} (use _ for free components)")
             given[name] = vals
-    if args.kmax is not None and (given or args.k_given):
-        raise CLIError("--kmax chooses K itself: leave out -k and fixed values")
-    if data.size < 2:
-        raise CLIError(f"{args.file!r} holds {data.size} usable number(s); need at least 2")
-    _check_float32_range(data, args)
     fixed_w = [v for v in given.get("weights", []) if v is not None]
     if fixed_w:
         mass = sum(fixed_w)
@@ -463,6 +456,24 @@ def _fit(args) -> int:
             raise CLIError(f"--weights: fixed weights must leave some mass for the free ones, got {mass:g}")
     if any(v is not None and v <= 0 for v in given.get("scales", [])):
         raise CLIError("--scales: fixed scales must be positive")
+    return given
+
+
+def _fit(args) -> int:
+    import numpy as np
+
+    if args.group_by is not None:
+        return _fit_groups(args)
+    if args.out is not None:
+        raise CLIError("--out writes the per-group table of --group-by; without it the fit is printed")
+    data, dropped = read_column(args.file, args.column, args.decimal)
+    k = args.k
+    given = _fixed_values(args)
+    if args.kmax is not None and (given or args.k_given):
+        raise CLIError("--kmax chooses K itself: leave out -k and fixed values")
+    if data.size < 2:
+        raise CLIError(f"{args.file!r} holds {data.size} usable number(s); need at least 2")
+    _check_float32_range(data, args)
 
     plot_out = _fit_plot_output(args)  # checked before the fit, as the study's outputs are
     _enable_x64_if(args)
@@ -534,6 +545,156 @@ def _fit(args) -> int:
         plot_out.write(lambda path: _plot_fitted(data, result, path, args.file))
         print(f"plot of the fit written to {args.plot}")
     return 0 if status == Status.CONVERGED else 1
+
+
+def read_groups(path: str, column: Optional[str], group_by: str, decimal: str = "auto"):
+    """``(values, labels, dropped)`` of a text/CSV file with a header: the numbers of
+    ``column`` (float64; the only column besides ``group_by`` when None) and the text of
+    ``group_by`` on each row; rows whose number is missing are dropped and counted.
+
+    The layout (delimiter, header, decimal mark) and the cells are read as
+    :func:`read_column` reads them (``jaxgmm/_reader.py``); a group cell is its text.
+    """
+    import numpy as np
+
+    from . import _reader
+    from ._reader import ReadError
+
+    def fail(message):
+        raise CLIError(message)
+
+    if path.endswith(".npy"):
+        fail("--group-by needs a text/CSV file with a header line (a .npy array has no group column)")
+    if decimal not in _reader.DECIMALS:
+        fail(f"--decimal must be one of {', '.join(_reader.DECIMALS)}, got {decimal!r}")
+    if not os.path.exists(path) or os.path.isdir(path):
+        fail(f"cannot read {path!r}: " + ("it is a folder" if os.path.isdir(path) else "no such file"))
+    try:
+        with open(path, "rb") as fh:
+            blocks = _reader._blocks(fh, path)
+            pending = list(_reader._first_blocks(blocks))
+            layout = _reader._layout(pending, path, decimal)
+            if layout.header is None:
+                fail(f"--group-by {group_by!r}: {path!r} has no header line (a first line of column names)")
+            try:
+                g = _reader.column_index(group_by, layout.header, layout.width, path)
+            except ReadError as err:  # its message names --column
+                fail(str(err).replace("--column", "--group-by", 1))
+            if column is None:
+                others = [j for j in range(layout.width) if j != g]
+                if len(others) != 1:
+                    fail(f"{path!r} has {layout.width} columns ({', '.join(layout.header)}); choose the "
+                         "numbers with --column")
+                j = others[0]
+            else:
+                j = _reader.column_index(column, layout.header, layout.width, path)
+            if j == g:
+                fail(f"--column and --group-by name the same column {layout.header[j]!r}")
+            values, labels, dropped = [], [], 0
+            lineno = 0
+            for first, block in _reader._chain(pending, blocks):
+                for offset, raw in enumerate(block.split(b"\n")):
+                    lineno = first + offset  # 1-based; the first first_data lines precede the data
+                    text = raw.strip()
+                    if lineno <= layout.first_data or not text or text.startswith(b"#"):
+                        continue
+                    cells = _reader._split(text, layout.delimiter)
+                    if len(cells) != layout.width:
+                        fail(_reader._width_message(path, lineno, len(cells), layout, text))
+                    v = _reader._value(cells[j], lineno, layout, path)
+                    if v is None:
+                        dropped += 1
+                        continue
+                    values.append(v)
+                    labels.append(cells[g].decode("utf-8", "replace").strip('"'))
+    except ReadError as err:
+        raise CLIError(str(err)) from None
+    except OSError as err:
+        raise CLIError(f"cannot read {path!r}: {err.strerror or err}") from None
+    return np.asarray(values, np.float64), labels, dropped
+
+
+def _fit_groups(args) -> int:
+    """``jaxgmm fit FILE --group-by COLUMN``: one fit per group, one CSV row per group."""
+    import numpy as np
+
+    for flag, bad in (("--kmax", args.kmax is not None), ("--bootstrap", args.bootstrap),
+                      ("--plot", args.plot is not None)):
+        if bad:
+            raise CLIError(f"{flag} is not available with --group-by")
+    k = args.k
+    given = _fixed_values(args)
+    values, labels, dropped = read_groups(args.file, args.column, args.group_by, args.decimal)
+    if values.size == 0:
+        raise CLIError(f"{args.file!r} holds no numbers")
+    _check_float32_range(values, args)
+    out = None
+    if args.out is not None:
+        from ._outputs import OutputError, OutputFile
+        try:
+            out = OutputFile("--out", args.out, (".csv",), args.force)
+        except OutputError as err:
+            raise CLIError(str(err)) from None
+    _enable_x64_if(args)
+    import jax
+    import jax.numpy as jnp
+
+    from ._groups import fit_groups
+    from ._params import MixtureParams, Status
+
+    dt = jnp.float64 if args.float64 else jnp.float32
+    key = jax.random.key(args.seed)
+    if given:
+        mask = MixtureParams(*(tuple(v is not None for v in given.get(f, [None] * k)) for f in MixtureParams._fields))
+        fixed_w = [v for v in given.get("weights", []) if v is not None]
+        free_w = (1.0 - sum(fixed_w)) / max(k - len(fixed_w), 1)
+        fill = {"weights": free_w, "means": 0.0, "scales": 1.0}
+        values_given = MixtureParams(*(np.asarray([fill[f] if v is None else v for v in given.get(f, [None] * k)], dt)
+                                       for f in MixtureParams._fields))
+        res = fit_groups(values.astype(dt), labels, values_given, n_starts=args.restarts, key=key, method=args.init,
+                         fixed=mask, equal_scales=args.equal_scales)
+    else:
+        res = fit_groups(values.astype(dt), labels, k, n_starts=args.restarts, key=key, method=args.init,
+                         equal_scales=args.equal_scales)
+    cols = res.columns()
+    names = list(cols)
+
+    def write(fh):
+        import csv
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(names)
+        for i in range(len(res)):
+            w.writerow([_csv_cell(cols[c][i]) for c in names])
+
+    converged = int(res.converged.sum())
+    summary = (f"{PROG} fit {args.file} --group-by {args.group_by}: {len(res)} groups, {values.size} values"
+               + (f" ({dropped} missing values dropped)" if dropped else "")
+               + f", K = {k}, best of {args.restarts} {args.init} starts, {np.dtype(dt).name}; "
+               f"{converged} of {len(res)} groups converged")
+    counts = {Status(s).name: int(np.sum(res.status == s)) for s in np.unique(res.status) if s != Status.CONVERGED}
+    if counts:
+        summary += " (" + ", ".join(f"{name}: {c}" for name, c in counts.items()) + ")"
+    if out is not None:
+        with out.open("w", newline="") as fh:
+            write(fh)
+        out.commit()
+        print(summary)
+        print(f"one row per group written to {args.out}")
+    else:
+        write(sys.stdout)
+        print(summary, file=sys.stderr)
+    return 0 if converged == len(res) else 1
+
+
+def _csv_cell(v) -> str:
+    """A table cell as CSV text: floats round-trip (``repr``), booleans ``true``/``false``."""
+    import numpy as np
+
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    return str(v)
 
 
 def _fit_plot_output(args):
@@ -722,7 +883,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--float64", action="store_true", help="compute in float64")
     f.add_argument("--plot", metavar="FILE.png",
                    help="draw the fitted density and its components over the data's histogram (needs matplotlib)")
-    f.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    f.add_argument("--force", action="store_true", help="overwrite an existing --plot or --out file")
+    f.add_argument("--group-by", metavar="COLUMN",
+                   help="fit one mixture per group of this column (name or 0-based index of a CSV file with "
+                        "a header); writes one CSV row per group to stdout, or to --out")
+    f.add_argument("--out", metavar="FILE.csv", help="with --group-by: write the per-group table here (atomically)")
     f.set_defaults(run=_fit)
     return parser
 
