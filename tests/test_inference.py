@@ -8,6 +8,8 @@ weight by the delta method.  The test parametrises the weights by dropping the
 depend on that choice, so agreement also checks the constraint handling.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -259,3 +261,61 @@ def test_starts_of_constant_data_have_positive_scales(value):
         assert np.all(np.isfinite(scales) & (scales > 0)), (method, scales)
         first = jax.tree_util.tree_map(lambda f: f[0], starts)
         assert int(jaxgmm.fit(x, first).status) == jaxgmm.Status.DEGENERATE
+
+
+def _numpy_icl(x, params, n_params):
+    """ICL from the equations in float64 NumPy: BIC - 2 sum_i log max_k t_ik."""
+    x = np.asarray(x, np.float64)
+    w, m, s = (np.asarray(f, np.float64) for f in params)
+    logj = np.log(w) - np.log(s) - 0.5 * np.log(2 * np.pi) - 0.5 * ((x[:, None] - m) / s) ** 2
+    top = logj.max(axis=1)
+    lse = top + np.log(np.exp(logj - top[:, None]).sum(axis=1))
+    ll = lse.sum()
+    return n_params * np.log(x.size) - 2 * ll - 2 * np.sum(top - lse)
+
+
+def test_icl_is_bic_plus_the_classification_entropy():
+    x = jnp.asarray(_textbook_data(), DTYPE)
+    choice = jaxgmm.select_components(jax.random.key(0), x, 2, n_starts=3, method="quantile")
+    assert choice.icl.shape == (2,) and choice.n_starts == (3, 3)
+    for k, res in zip((1, 2), choice.results):
+        expected = _numpy_icl(x, res.params, choice.n_params[k - 1])
+        np.testing.assert_allclose(float(choice.icl[k - 1]), expected, rtol=rtol_for(1000))
+        np.testing.assert_allclose(float(jaxgmm.icl(x, res)), expected, rtol=rtol_for(1000))
+    # One component: every t_i1 = 1, so ICL = BIC; two overlapping ones: ICL > BIC.
+    np.testing.assert_allclose(float(choice.icl[0]), float(choice.bic[0]), rtol=rtol_for(10))
+    assert float(choice.icl[1]) > float(choice.bic[1]) + 1.0
+    assert int(choice.best_icl) == 2  # well separated: the entropy term is small next to the fit's gain
+
+
+def test_icl_with_sample_weights_is_icl_of_repeated_data():
+    xn = _textbook_data()[:200]
+    x = jnp.asarray(xn, DTYPE)
+    res = jaxgmm.best_of(jaxgmm.fit(x, jaxgmm.init_params(jax.random.key(0), x, 2, n_starts=3)))
+    twice = jaxgmm.icl(jnp.concatenate([x, x]), res.params, 5)
+    weighted = jaxgmm.icl(x, res.params, 5, sample_weight=jnp.full((200,), 2.0, DTYPE))
+    np.testing.assert_allclose(float(weighted), float(twice), rtol=rtol_for(400))
+
+
+GALAXIES = os.path.join(os.path.dirname(__file__), "data", "galaxies.csv")
+
+
+@pytest.mark.slow
+def test_select_components_default_starts_find_galaxies_maxima():
+    # MASS::galaxies (82 velocities, km/s).  The reference maxima: the best of
+    # 400 k-means++ and 400 quantile starts per K.  The default starts (20 K)
+    # must reach them, for several keys, to the stopping error.
+    x = jnp.asarray(np.loadtxt(GALAXIES), DTYPE)
+    ref = []
+    for k in range(1, 6):
+        best = -np.inf
+        for method in ("kmeans++", "quantile"):
+            st = jaxgmm.init_params(jax.random.key(100 + k), x, k, method=method, n_starts=400)
+            best = max(best, float(jaxgmm.best_of(jaxgmm.fit(x, st)).loglik))
+        ref.append(best)
+    tol = 1e-3 if DTYPE == jnp.float32 else 1e-5
+    for seed in range(3):
+        choice = jaxgmm.select_components(jax.random.key(seed), x, 5)
+        assert choice.n_starts == (20, 40, 60, 80, 100)
+        got = np.asarray(choice.loglik, np.float64)
+        assert np.all(got >= np.array(ref) - tol), (seed, got, ref)
