@@ -10,7 +10,11 @@ group is padded with weight-0 observations to the next length of a geometric lad
 and the groups of one length are fitted together, ``rows`` groups per engine call,
 ``rows`` the power of two that holds them between a minimum and a maximum set by the
 call's data size (:func:`plan_calls`): one call shape per length, so the number of
-programs grows like ``log(max n)`` and not with the number of distinct sizes.  Rows
+programs grows like ``log(max n)`` and not with the number of distinct sizes.  A bucket
+whose move to the next length pads less than about one compile's worth of work
+(:data:`MERGE_POINTS` observations) joins it (:func:`merge_buckets`): 2,000 groups of
+200..999 run as one bucket of 1024, since each extra program cost more to compile than
+the padding costs to fit.  Rows
 that pad a call hold *filler* data on which EM stops after a step or two
 (:func:`filler_row`), so they cost almost nothing under the engine's compaction.
 Weight-0 observations are absent for ``fit`` and ``init_params`` alike
@@ -65,6 +69,12 @@ MIN_CALL_POINTS = 2 ** 14
 MAX_CALL_POINTS = 2 ** 22
 MAX_CALL_ROWS = 2 ** 12
 MIN_CALL_ROWS_CAP = 2 ** 8
+# A bucket joins the next longer one when that pads at most this many more observations
+# (merge_buckets): about one compile's worth of fitting on CPU.  bench/groups.py on the
+# loaded 2-core machine: a bucket's programs took ~117 s to compile (SQUAREM; 78 s plain EM)
+# and fitting ran at ~35,000 padded observations (x 4 starts to convergence) a second, so
+# one compile ~ 4e6 observations.  fit_groups scales it by 4 / (starts per group).
+MERGE_POINTS = 2 ** 22
 
 
 # --------------------------------------------------------------------------- #
@@ -183,17 +193,34 @@ class Call(NamedTuple):
     members: np.ndarray
 
 
-def plan_calls(counts, per_octave: int = BUCKETS_PER_OCTAVE) -> list[Call]:
+def merge_buckets(lengths, merge_points: int = MERGE_POINTS) -> np.ndarray:
+    """``lengths`` with small buckets moved up into the next longer one.
+
+    From the shortest bucket up: a bucket of ``p`` datasets of length ``L`` joins the
+    next bucket (length ``L'``) when the padding that adds, ``p (L' - L)`` observations,
+    is at most ``merge_points``: one program fewer to compile for a little more
+    arithmetic.  Buckets far apart (a few short groups and one of 10^5) stay apart.
+    """
+    lengths = np.array(lengths, dtype=np.int64)
+    rungs = np.unique(lengths)
+    for short, long in zip(rungs[:-1], rungs[1:]):
+        here = lengths == short
+        if int(here.sum()) * int(long - short) <= merge_points:
+            lengths[here] = long
+    return lengths
+
+
+def plan_calls(counts, per_octave: int = BUCKETS_PER_OCTAVE, merge_points: int = MERGE_POINTS) -> list[Call]:
     """Calls fitting datasets of ``counts`` observations (each >= 1): one call shape per bucket.
 
-    The ``p`` datasets of a bucket (:func:`bucket_lengths`) run in calls of ``rows`` rows,
+    The ``p`` datasets of a bucket (:func:`bucket_lengths`, then :func:`merge_buckets`) run in calls of ``rows`` rows,
     the smallest power of two holding them, within :func:`call_rows`' range, the last call
     padded with filler rows (:func:`pad_rows`).  So the shapes, and the compiled programs,
     number one per bucket, whatever the sizes; ``rows`` changes only when a bucket's
     population crosses a power of two.  Datasets keep their order within a bucket.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    lengths = bucket_lengths(counts, per_octave)
+    lengths = merge_buckets(bucket_lengths(counts, per_octave), merge_points)
     calls = []
     for length in np.unique(lengths):
         members = np.flatnonzero(lengths == length)
@@ -643,7 +670,9 @@ def fit_groups(
         ids = [label_id(table.labels[g]) for g in fitted]
         hi, lo = _id_words(ids)
         pending = []
-        for call in plan_calls(counts[fitted]):
+        starts_per_group = n_starts if data_starts else (shared.means.shape[0] if shared.means.ndim == 2 else 1)
+        # MERGE_POINTS was measured with 4 starts a group: fewer starts, cheaper padding.
+        for call in plan_calls(counts[fitted], merge_points=MERGE_POINTS * 4 // starts_per_group):
             members = fitted[call.members]
             filler = filler_row(call.length, k, n_free, dtype) if data_starts and shared is None else None
             x, w = pad_rows(table.flat, table.offsets, members, call.length, call.rows, dtype, filler)

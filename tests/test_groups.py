@@ -2,8 +2,8 @@
 bad groups, take any hashable label, and compile a few programs for many sizes.
 
 Cost: the default-suite tests share the call shape of groups of 65..128 observations
-(one bucket, 128 rows, K = 2, 4 starts); the compilation test adds two more (buckets 64
-and 256); the lone fits one (n = 100). Larger statistical checks are ``slow``.
+(one bucket, 128 rows, K = 2, 4 starts); the compilation test adds one more (bucket
+256); the lone fits one (n = 100). Larger statistical checks are ``slow``.
 """
 
 import inspect
@@ -217,7 +217,7 @@ def test_labels_of_any_hashable_kind_and_the_input_forms():
 
 def test_pandas_dataframe_input_and_table_output():
     pd = pytest.importorskip("pandas")
-    sizes = [66, 95, 62]  # buckets 128 and 64 (the compilation test's); "a" as one group: 128
+    sizes = [66, 95, 80]  # one bucket (128), as the other tests
     parts = [draw(20 + i, n) for i, n in enumerate(sizes)]
     df = pd.DataFrame({"site": np.repeat(["a", "b", "a"], sizes), "day": np.repeat([1, 1, 2], sizes),
                        "y": np.concatenate(parts)})
@@ -225,8 +225,8 @@ def test_pandas_dataframe_input_and_table_output():
     assert res.labels == [("a", 1), ("b", 1), ("a", 2)] and res.n.tolist() == sizes
     alone = fit_groups({("b", 1): parts[1]})
     assert_same_fit(res[("b", 1)], alone[("b", 1)], parts[1])
-    one = jaxgmm.fit_groups(df[["site", "y"]], K, key=KEY, n_starts=STARTS, by="site")  # value= inferred
-    assert one.labels == ["a", "b"] and one.n.tolist() == [128, 95]
+    one = jaxgmm.fit_groups(df.loc[df["day"] == 1, ["site", "y"]], K, key=KEY, n_starts=STARTS, by="site")
+    assert one.labels == ["a", "b"] and one.n.tolist() == [66, 95]  # value= inferred: the only other column
     table = res.to_pandas()
     assert list(table.columns) == ["group", "n", "status", "converged", "n_iter", "loglik",
                                    "pi_1", "pi_2", "mu_1", "mu_2", "sigma_1", "sigma_2"]
@@ -267,15 +267,38 @@ def test_result_without_pandas_and_argument_errors(monkeypatch):
 # --------------------------------------------------------------------------- #
 # Compilation
 # --------------------------------------------------------------------------- #
-def test_200_distinct_sizes_compile_a_few_programs():
-    sizes = np.arange(57, 257)  # 200 distinct sizes, three buckets (64, 128, 256)
+def test_plan_merges_small_buckets_and_bounds_the_shapes():
+    # Without merging: one shape per bucket of the ladder (powers of two).
+    rng = np.random.default_rng(15)
+    counts = rng.integers(200, 1000, 2000)
+    plain = _groups.plan_calls(counts, merge_points=0)
+    assert sorted({(c.length, c.rows) for c in plain}) == [(256, 256), (512, 1024), (1024, 2048)]
+    assert sorted(np.concatenate([c.members for c in plain]).tolist()) == list(range(2000))
+    for c in plain:
+        assert c.members.size <= c.rows and (counts[c.members] <= c.length).all()
+        assert (counts[c.members] > c.length // 2).all()
+    # With it: 2,000 groups of 200..999 are one bucket (padding them costs less than two
+    # more compiles); a few short groups next to a long one join it, many do not.
+    assert {(c.length, c.rows) for c in _groups.plan_calls(counts)} == {(1024, 2048)}
+    assert {c.length for c in _groups.plan_calls([5, 150, 150, 100_000])} == {131072}
+    many = _groups.plan_calls(np.r_[np.full(5000, 150), 100_000])
+    assert {c.length for c in many} == {256, 131072}
+    # Calls never exceed the data budget, and spare rows are filler.
+    assert all(c.rows * c.length <= _groups.MAX_CALL_POINTS for c in many)
+    x, w = _groups.filler_row(256, K, 3 * K - 1, np.float64)
+    assert w.sum() == 16 and x[w > 0].min() < x[w > 0].max()
+
+
+def test_192_distinct_sizes_compile_one_program_per_bucket(monkeypatch):
+    monkeypatch.setattr(_groups, "MERGE_POINTS", 0)  # two buckets, not merged into one
+    sizes = np.arange(65, 257)  # 192 distinct sizes, two buckets (128: the other tests', and 256)
     rng = np.random.default_rng(5)
     rng.shuffle(sizes)
     data = groups_of(sizes, seed=5)
-    plan = _groups.plan_calls(sizes)
+    plan = _groups.plan_calls(sizes, merge_points=0)
     shapes = {(c.length, c.rows) for c in plan}
     buckets = {c.length for c in plan}
-    assert len(buckets) == 3 and len(shapes) <= len(buckets) + 1
+    assert len(buckets) == 2 and len(shapes) == len(buckets)
     compiles = []
 
     def listen(event, duration, **kw):
