@@ -1,4 +1,4 @@
-"""jaxgmm: fit univariate Gaussian mixtures by EM, thousands of fits at once, with JAX.
+"""jaxgmm: fit Gaussian mixtures by EM, univariate or D-dimensional, thousands of fits at once, with JAX.
 
 Quick start (the textbook example: 0.2 N(0, 1) + 0.8 N(5, 2), reading N(5, 2) as
 variance 2 so the second scale is sqrt(2); scales known, estimate means and weights)::
@@ -20,23 +20,26 @@ from ._distributions import predict as predict
 from ._distributions import predict_proba as predict_proba
 from ._distributions import score_samples as score_samples
 from ._distributions import sf as sf
-from ._em import e_step as e_step
-from ._em import log_likelihood as log_likelihood
-from ._em import m_step as m_step
 from ._estimator import GaussianMixture as GaussianMixture
 from ._fit import best_of as best_of
 from ._fit import fit as fit
+from ._groups import fit_groups as fit_groups
 from ._inference import ModelChoice as ModelChoice
 from ._inference import aic as aic
 from ._inference import bic as bic
 from ._inference import confidence_intervals as confidence_intervals
 from ._inference import covariance as covariance
+from ._inference import icl as icl
 from ._inference import n_parameters as n_parameters
 from ._inference import select_components as select_components
 from ._inference import standard_errors as standard_errors
 from ._init import init_params as init_params
 from ._io import load as load
 from ._io import save as save
+from ._lrt import LRTResult as LRTResult
+from ._lrt import SequentialLRT as SequentialLRT
+from ._lrt import bootstrap_lrt as bootstrap_lrt
+from ._lrt import sequential_lrt as sequential_lrt
 from ._controls import default_tol as default_tol
 from ._mv_params import MultivariateParams as MultivariateParams
 from ._params import FitResult as FitResult
@@ -50,6 +53,9 @@ from ._sharding import batch_mesh as batch_mesh
 from ._sharding import data_sharding as data_sharding
 from ._sharding import fit_sharded as fit_sharded
 from ._simulate import sample as sample
+from ._steps import e_step as e_step
+from ._steps import log_likelihood as log_likelihood
+from ._steps import m_step as m_step
 from ._study import BootstrapResult as BootstrapResult
 from ._study import GridResult as GridResult
 from ._study import MonteCarloResult as MonteCarloResult
@@ -73,10 +79,12 @@ __all__ = [
     "FitResult",
     "GaussianMixture",
     "GridResult",
+    "LRTResult",
     "MixtureParams",
     "ModelChoice",
     "MonteCarloResult",
     "MultivariateParams",
+    "SequentialLRT",
     "Status",
     "StudyInterrupted",
     "Summary",
@@ -85,6 +93,7 @@ __all__ = [
     "best_of",
     "bic",
     "bootstrap",
+    "bootstrap_lrt",
     "cdf",
     "confidence_intervals",
     "covariance",
@@ -92,7 +101,9 @@ __all__ = [
     "default_tol",
     "e_step",
     "fit",
+    "fit_groups",
     "fit_sharded",
+    "icl",
     "init_params",
     "isf",
     "load",
@@ -114,6 +125,7 @@ __all__ = [
     "save",
     "score_samples",
     "select_components",
+    "sequential_lrt",
     "sf",
     "simulate_replicates",
     "standard_errors",
