@@ -47,6 +47,36 @@ def property_examples(n: int) -> int:
     return 10 * n if HYPOTHESIS_PROFILE == "explore" else n
 
 
+# The chunked path for one huge dataset, on small data: datasets longer than
+# FORCED_LARGE_N are chunked while a test traces them, in chunks of FORCED_CHUNK.
+FORCED_LARGE_N, FORCED_CHUNK = 1000, 512
+
+
+def fit_in_chunks(monkeypatch, x, init, **fit_kwargs):
+    """``jaxgmm.fit(x, init, **fit_kwargs)`` reduced in chunks of FORCED_CHUNK.
+
+    The chunk length is the engine's static ``Tuning.chunk``, part of the jit
+    cache key: the chunked program is traced afresh next to the unchunked one of
+    the same shapes (no ``jax.clear_caches()``, which would make every later
+    test recompile).  The threshold (``_chunks.LARGE_N``, read when the program
+    is traced) is lowered only for that trace.  Fails unless the chunked path
+    was traced.
+    """
+    from jaxgmm import _chunks
+    from jaxgmm._fit import prepare_fit, run
+
+    args = prepare_fit(x, init, **fit_kwargs)
+    assert args.tuning.chunk != FORCED_CHUNK
+    traced = []
+    original = _chunks.ChunkedData.moments
+    with monkeypatch.context() as m:
+        m.setattr(_chunks, "LARGE_N", FORCED_LARGE_N)
+        m.setattr(_chunks.ChunkedData, "moments", lambda self: traced.append(1) or original(self))
+        result, _ = run(args._replace(tuning=args.tuning._replace(chunk=FORCED_CHUNK)))
+    assert traced, "the chunked path was not used"
+    return result
+
+
 @pytest.fixture
 def dtype():
     return DTYPE

@@ -423,22 +423,23 @@ def test_init_params_rejects_nan_data_clearly():
 @pytest.mark.parametrize("how", ["dots", "complex"])
 @pytest.mark.parametrize("truth,start,kw", [(TRUTH, START, dict(fixed="scales")), (TRUTH, START, dict()),
                                             (THREE, THREE_START, dict())], ids=["known-scales", "free", "k3"])
-def test_every_way_of_writing_the_sums_gives_the_same_fit(monkeypatch, how, truth, start, kw):
+def test_every_way_of_writing_the_sums_gives_the_same_fit(how, truth, start, kw):
     # The passes' sums can be written in other forms than the CPU default
-    # (_em._REDUCTION; accelerators use "complex"): run those here, compare with
-    # the default.
-    from jaxgmm import _em
+    # (Tuning.reduction, _em._row_sums; accelerators use "complex"): run those
+    # here, compare with the default.  The reduction is part of the engine's
+    # static Tuning, so the other form compiles its own program and the default
+    # fits' programs stay cached for the other cells.
+    from jaxgmm._fit import prepare_fit, run
 
     n = 2000
     x = jnp.asarray(draw(17, truth, n), DTYPE)
     w = jnp.asarray(np.random.default_rng(3).uniform(0.5, 2, n), DTYPE)
     for weight in (None, w):
-        default = jaxgmm.fit(x, to_params(start), tol=0, max_iter=20, sample_weight=weight, **kw)
-        monkeypatch.setattr(_em, "_REDUCTION", how)
-        jax.clear_caches()
-        other = jaxgmm.fit(x, to_params(start), tol=0, max_iter=20, sample_weight=weight, **kw)
-        monkeypatch.setattr(_em, "_REDUCTION", None)
-        jax.clear_caches()
+        fit_kw = dict(tol=0, max_iter=20, sample_weight=weight, **kw)
+        default = jaxgmm.fit(x, to_params(start), **fit_kw)
+        args = prepare_fit(x, to_params(start), **fit_kw)
+        assert args.tuning.reduction != how or jax.default_backend() != "cpu"
+        other, _ = run(args._replace(tuning=args.tuning._replace(reduction=how)))
         # The same sums added in another order: rounding of sums of n terms.
         atol = 64 * EPS * np.sqrt(n) * float(jnp.abs(x).max())
         for a, b in zip(as_np(other.params), as_np(default.params)):

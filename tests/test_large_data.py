@@ -1,8 +1,9 @@
 """One very large dataset is reduced in chunks of observations (``_chunks.py``).
 
-The chunked path must give the fit of the unchunked one. The thresholds are
-lowered for the test (they are read when a fit is traced; new shapes make sure
-nothing cached is reused).
+The chunked path must give the fit of the unchunked one. The threshold is
+lowered for the test while the chunked program is traced, and that program is
+told apart from the unchunked one in the jit cache by its chunk length
+(``conftest.fit_in_chunks``).
 """
 
 import jax
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from conftest import DTYPE, EPS, rtol_for
+from conftest import DTYPE, EPS, FORCED_CHUNK, FORCED_LARGE_N, fit_in_chunks, rtol_for
 from jaxgmm import _chunks
 from test_core import START, THREE, THREE_START, TRUTH, as_np, draw, to_params
 
@@ -25,15 +26,8 @@ def test_chunked_fit_equals_unchunked(monkeypatch, truth, start, kw, n):
     x = jnp.asarray(draw(41, truth, n), DTYPE)
     w = jnp.asarray(np.random.default_rng(5).uniform(0.5, 2, n), DTYPE)
     plain = jaxgmm.fit(x, to_params(start), tol=0, max_iter=15, sample_weight=w, **kw)
-    monkeypatch.setattr(_chunks, "LARGE_N", 1000)
-    monkeypatch.setattr(_chunks, "CHUNK", 512)  # 5003 = 9 full chunks + a shifted last one
-    traced = []
-    original = _chunks.ChunkedData.moments
-    monkeypatch.setattr(_chunks.ChunkedData, "moments", lambda self: traced.append(1) or original(self))
-    jax.clear_caches()  # same shapes as above: force a new trace with the lower thresholds
-    chunked = jaxgmm.fit(x, to_params(start), tol=0, max_iter=15, sample_weight=w, **kw)
-    jax.clear_caches()  # and leave no chunked trace behind for other tests
-    assert traced, "the chunked path was not used"
+    # n = 5003: 9 full chunks of 512 + a shifted last one.
+    chunked = fit_in_chunks(monkeypatch, x, to_params(start), tol=0, max_iter=15, sample_weight=w, **kw)
     # Same arithmetic summed in another order: rounding of sums of n terms.
     atol = 64 * EPS * np.sqrt(n) * float(jnp.abs(x).max())
     for a, b in zip(as_np(chunked.params), as_np(plain.params)):
@@ -52,12 +46,12 @@ def test_chunked_standardiser_equals_unchunked(monkeypatch, weighted):
     rng = np.random.default_rng(7)
     x = jnp.asarray(1e3 + rng.normal(size=n), DTYPE)
     w = jnp.asarray(rng.uniform(0.5, 2, n), DTYPE) if weighted else None
-    plain = jax.jit(Standardiser.from_data)(x, w)
-    monkeypatch.setattr(_chunks, "LARGE_N", 1000)
-    monkeypatch.setattr(_chunks, "CHUNK", 512)
-    jax.clear_caches()
-    chunked = jax.jit(Standardiser.from_data)(x, w)
-    jax.clear_caches()
+    # The chunk length is static: the chunked trace gets its own cache entry.
+    from_data = jax.jit(Standardiser.from_data, static_argnames="chunk")
+    plain = from_data(x, w)
+    with monkeypatch.context() as m:
+        m.setattr(_chunks, "LARGE_N", FORCED_LARGE_N)
+        chunked = from_data(x, w, chunk=FORCED_CHUNK)
     for a, b in zip(chunked, plain):
         # Sums of n terms in another order; the spread is relative to data of size 1e3.
         np.testing.assert_allclose(float(a), float(b), rtol=rtol_for(n) * 1e3)
