@@ -55,7 +55,7 @@ from ._fit import DEFAULT_MAX_ITER, DEFAULT_SCALE_FLOOR, best_of, fit
 from ._init import init_params
 from ._masks import impose_fixed
 from ._params import FitResult, MixtureParams, Status
-from ._spec import ModelSpec, make_spec, n_free_parameters
+from ._spec import make_spec, n_free_parameters
 
 # Lengths per doubling of the bucket ladder: pads cost on average (2^(1/b) - 1) / ln 2^(1/b)
 # - 1 of the data (b = 1: 44%, b = 2: 21%), and each length is one more program.

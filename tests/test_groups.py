@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from conftest import DTYPE, EPS, rtol_for
+from conftest import DTYPE, rtol_for
 from jaxgmm import MixtureParams, Status
 from jaxgmm import _groups
 from jaxgmm._groups import group_key
