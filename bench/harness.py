@@ -50,6 +50,7 @@ PARTS = (
     ("components", "bench.components", 8),
     ("hetero", "bench.hetero", 9),
     ("squarem_vs_r", "bench.squarem_vs_r", 10),  # another module's; only where the file exists
+    ("multivariate", "bench.multivariate", 11),
 )
 ALIASES = {"fits": "convergence", "scale-out": "scale_out"}
 OPTIONAL = {"squarem_vs_r"}

@@ -14,6 +14,9 @@ from ._em import times_pow2
 from ._params import Array
 from ._xla import jit
 
+DEFAULT_MAX_ITER = 10_000
+DEFAULT_SCALE_FLOOR = 1e-5
+
 
 class FitArgs(NamedTuple):
     """Validated, converted arguments of :func:`fit` for the engine."""

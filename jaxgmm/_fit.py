@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _validate
-from ._args import FitArgs, engine_args, loglik_in_weight_units
+from ._args import DEFAULT_MAX_ITER, DEFAULT_SCALE_FLOOR, FitArgs, engine_args, loglik_in_weight_units
 from ._batching import batch_shape_of
 from ._engine import Work, solve
 from ._multivariate import Multivariate
@@ -20,8 +20,6 @@ from ._spec import ModelSpec, make_spec, n_free_parameters
 from ._univariate import Univariate
 from ._xla import jit
 
-DEFAULT_MAX_ITER = 10_000
-DEFAULT_SCALE_FLOOR = 1e-5
 
 
 def fit(
@@ -151,22 +149,25 @@ def fit(
     ``Status.DEGENERATE`` with finite values. ``equal_scales`` does not apply
     (use ``covariance_type="tied"``).
     """
+    args = prepare(x, init, fixed=fixed, equal_scales=equal_scales, tol=tol, max_iter=max_iter,
+                   sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy,
+                   accelerate=accelerate, compact=compact, covariance_type=covariance_type)
+    return run(args)[0]
+
+
+def prepare(x, init, *, covariance_type=None, equal_scales=False, **kwargs) -> FitArgs:
+    """:func:`fit`'s arguments checked and converted for the engine, by the
+    family ``init`` belongs to (shared with :func:`jaxgmm.fit_sharded`)."""
     if isinstance(init, MultivariateParams):
         if equal_scales:
             raise ValueError("equal_scales applies to univariate fits; for a multivariate fit with one shared "
                              "covariance pass covariance_type='tied'")
-        args = prepare_mv_fit(x, init, covariance_type="full" if covariance_type is None else covariance_type,
-                              fixed=fixed, tol=tol, max_iter=max_iter, sample_weight=sample_weight,
-                              scale_floor=scale_floor, nan_policy=nan_policy, accelerate=accelerate,
-                              compact=compact)
-    else:
-        if covariance_type is not None:
-            raise ValueError("covariance_type applies to multivariate fits (init a jaxgmm.MultivariateParams), "
-                             f"got covariance_type={covariance_type!r} with init of type {type(init).__name__}")
-        args = prepare_fit(x, init, fixed=fixed, equal_scales=equal_scales, tol=tol, max_iter=max_iter,
-                           sample_weight=sample_weight, scale_floor=scale_floor, nan_policy=nan_policy,
-                           accelerate=accelerate, compact=compact)
-    return run(args)[0]
+        return prepare_mv_fit(x, init, covariance_type="full" if covariance_type is None else covariance_type,
+                              **kwargs)
+    if covariance_type is not None:
+        raise ValueError("covariance_type applies to multivariate fits (init a jaxgmm.MultivariateParams), "
+                         f"got covariance_type={covariance_type!r} with init of type {type(init).__name__}")
+    return prepare_fit(x, init, equal_scales=equal_scales, **kwargs)
 
 
 def run(args: "FitArgs") -> tuple[FitResult, Work]:
@@ -181,14 +182,14 @@ def engine_call(args: "FitArgs") -> tuple[tuple, dict]:
     """``(arrays, static)`` of the engine call for ``args``: ``solve(*arrays, **static)``
     (or ``solve.lower(...)`` to inspect the compiled program)."""
     return ((args.x, args.sample_weight, args.init, args.controls),
-            dict(family=family_of(args), accelerate=args.accelerate, tuning=args.tuning))
+            dict(family=family_of(args.spec, args.tuning), accelerate=args.accelerate, tuning=args.tuning))
 
 
-def family_of(args: FitArgs):
-    """The model family of prepared arguments (static, hashable)."""
-    if isinstance(args.spec, MvSpec):
-        return Multivariate(args.spec)
-    return Univariate(args.spec, args.tuning.reduction)
+def family_of(spec, tuning):
+    """The model family of a model ``spec`` under ``tuning`` (static, hashable)."""
+    if isinstance(spec, MvSpec):
+        return Multivariate(spec)
+    return Univariate(spec, tuning.reduction)
 
 
 @jit(static_argnames=("spec",))

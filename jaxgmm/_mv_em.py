@@ -302,19 +302,30 @@ def _posterior(a: Array) -> tuple[Array, Array]:
 def _moments(resp: Array, dev: Array, sample_weight: Optional[Array], covariance_type: str,
              second_moments: bool) -> tuple[Array, Array, Array]:
     """``(count, first, second)`` from responsibilities ``(K, n)`` and deviations
-    ``(K, D, n)``; the scatter is a contraction over ``n`` (``dot_general`` with
-    the component as batch axis), never an ``(n, K, D, D)`` array."""
+    ``(K, D, n)``, never an ``(n, K, D, D)`` array.
+
+    The sums over ``n`` are contractions (``dot_general`` with the component as
+    batch axis): written as a broadcast product reduced over ``n``
+    (``sum(wr[:, None] * dev, -1)``), XLA:CPU took about 10x longer for the first
+    moments (B = 256 fits, n = 1000, K = 3, D = 2: 32 ms against 2.8 ms), and
+    the scatter as one three-operand contraction as long again; column by column
+    (``D`` contractions of ``wr * dev_j`` with ``dev``) it takes half that.
+    ``precision="highest"``: accelerators would otherwise round float32
+    operands of a contraction to fewer bits (TF32).
+    """
     wr = resp if sample_weight is None else resp * sample_weight
+    dot = functools.partial(jnp.einsum, precision=lax.Precision.HIGHEST)
     count = jnp.sum(wr, axis=-1)
-    weighted = wr[:, None, :] * dev  # (K, D, n)
-    first = jnp.sum(weighted, axis=-1)
+    first = dot("kn,kdn->kd", wr, dev)
     k, dim, _ = dev.shape
     if not second_moments:
         return count, first, jnp.zeros((k, dim, dim), dev.dtype)
     if covariance_type in ("diag", "spherical"):
-        second = jnp.sum(weighted * dev, axis=-1)[..., None] * jnp.eye(dim, dtype=dev.dtype)
+        second = dot("kn,kdn->kd", wr, dev * dev)[..., None] * jnp.eye(dim, dtype=dev.dtype)
+    elif dim > _UNROLL_DIMS:
+        second = _symmetric(dot("kdn,ken->kde", wr[:, None, :] * dev, dev))
     else:
-        second = _symmetric(jnp.einsum("kdn,ken->kde", weighted, dev))
+        second = _symmetric(jnp.stack([dot("kn,kdn->kd", wr * dev[:, j, :], dev) for j in range(dim)], axis=-1))
     return count, first, second
 
 

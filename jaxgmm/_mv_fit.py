@@ -10,12 +10,13 @@ import math
 import jax.numpy as jnp
 
 from . import _mv_validate, _validate
-from ._args import FitArgs, engine_args
+from ._args import DEFAULT_MAX_ITER, DEFAULT_SCALE_FLOOR, FitArgs, engine_args
 from ._mv_params import COVARIANCE_TYPES, make_mv_spec, mv_n_free_parameters
 
 
-def prepare_mv_fit(x, init, *, covariance_type, fixed, tol, max_iter, sample_weight, scale_floor, nan_policy,
-                   accelerate, compact) -> FitArgs:
+def prepare_mv_fit(x, init, *, covariance_type="full", fixed=(), tol=None, max_iter=DEFAULT_MAX_ITER,
+                   sample_weight=None, scale_floor=DEFAULT_SCALE_FLOOR, nan_policy="raise", accelerate=None,
+                   compact=None) -> FitArgs:
     """All of :func:`jaxgmm.fit`'s checks and conversions for a multivariate fit."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")

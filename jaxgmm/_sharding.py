@@ -29,9 +29,10 @@ from jax.sharding import PartitionSpec as P
 from ._batching import batch_shape_of
 from ._controls import resolve_tuning
 from ._engine import solve
-from ._fit import loglik_in_weight_units, prepare_fit, with_fixed_values
+from ._fit import family_of, loglik_in_weight_units, prepare, with_fixed_values
+from ._mv_params import MultivariateParams
 from ._params import FitResult, MixtureParams
-from ._univariate import Univariate
+from ._multivariate import PARAM_EVENT_NDIMS
 from ._xla import jit
 
 BATCH_AXIS = "batch"
@@ -45,8 +46,10 @@ def batch_mesh(devices: Optional[Sequence[jax.Device]] = None, axis_name: str = 
     return Mesh(devices, (axis_name,))
 
 
-def _flatten_batch(arg, core_ndim: int, batch: tuple, padded: int):
-    """Reshape an argument with the full batch shape to ``(padded, *core)``.
+def _flatten_batch(arg, core_ndim, batch: tuple, padded: int):
+    """Reshape an argument with the full batch shape to ``(padded, *core)``;
+    ``core_ndim``: the axes after the batch axes (an int, or a tree of them
+    matching ``arg``'s leaves).
 
     Returns ``(array_or_tree, sharded)``; arguments without batch axes stay as they
     are and are replicated on every device (one dataset fitted from many starts is
@@ -54,19 +57,21 @@ def _flatten_batch(arg, core_ndim: int, batch: tuple, padded: int):
     """
     if arg is None:
         return None, False
-    own = batch_shape_of(arg, core_ndim)
+    cores = core_ndim if isinstance(core_ndim, tuple) else jax.tree_util.tree_map(lambda _: core_ndim, arg)
+    own = tuple(jnp.broadcast_shapes(*(a.shape[:a.ndim - c] for a, c in
+                                       zip(jax.tree_util.tree_leaves(arg), jax.tree_util.tree_leaves(cores)))))
     if math.prod(own) == 1:
-        return jax.tree_util.tree_map(lambda a: a.reshape(a.shape[a.ndim - core_ndim:]), arg), False
+        return jax.tree_util.tree_map(lambda a, c: a.reshape(a.shape[a.ndim - c:]), arg, cores), False
     size = math.prod(batch)
 
-    def flat(a):
+    def flat(a, core_ndim):
         a = jnp.broadcast_to(a, batch + a.shape[a.ndim - core_ndim:])
         a = a.reshape((size,) + a.shape[len(batch):])
         # Pad with copies of the last fit: valid inputs, so the padding cannot
         # produce warnings or NaN; it is dropped afterwards.
         return jnp.concatenate([a, jnp.repeat(a[-1:], padded - size, axis=0)]) if padded > size else a
 
-    return jax.tree_util.tree_map(flat, arg), True
+    return jax.tree_util.tree_map(flat, arg, cores), True
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,7 +85,7 @@ def _sharded_fit(mesh: Mesh, spec, accelerate, tuning, x_sharded: bool, w_sharde
     part = lambda sharded: P(axis) if sharded else P()
 
     def local(x_, w_, p_, ctl_):
-        result, _ = solve(x_, w_, p_, ctl_, family=Univariate(spec, tuning.reduction), accelerate=accelerate,
+        result, _ = solve(x_, w_, p_, ctl_, family=family_of(spec, tuning), accelerate=accelerate,
                           tuning=tuning)
         return with_fixed_values(result, p_, None, spec)
 
@@ -90,12 +95,13 @@ def _sharded_fit(mesh: Mesh, spec, accelerate, tuning, x_sharded: bool, w_sharde
         out_specs=P(axis), check_vma=False))
 
 
-def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
+def fit_sharded(x, init, *, mesh: Optional[Mesh] = None,
                 devices: Optional[Sequence[jax.Device]] = None, **fit_kwargs) -> FitResult:
     """:func:`jaxgmm.fit` with the batch spread over several devices.
 
     Args:
-      x, init: as for :func:`jaxgmm.fit`; their batch shapes broadcast.
+      x, init: as for :func:`jaxgmm.fit` (univariate or multivariate); their
+        batch shapes broadcast.
       mesh: a 1-D :class:`jax.sharding.Mesh` to spread the fits over; by default
         one over ``devices``.
       devices: devices for the default mesh (default: ``jax.devices()``).
@@ -115,17 +121,22 @@ def fit_sharded(x, init: MixtureParams, *, mesh: Optional[Mesh] = None,
     if len(mesh.axis_names) != 1:
         raise ValueError(f"fit_sharded needs a 1-D mesh, got axes {mesh.axis_names}")
     n_dev = mesh.devices.size
-    args = prepare_fit(x, init, **fit_kwargs)
+    args = prepare(x, init, **fit_kwargs)
     x, weight, init = args.x, args.sample_weight, args.init
-    batch = tuple(jnp.broadcast_shapes(batch_shape_of(x, 1), batch_shape_of(init, 1),
+    family = family_of(args.spec, args.tuning)
+    # Axes of one dataset, and of each parameter field, after the batch axes.
+    x_core = family.event_ndim
+    init_core = PARAM_EVENT_NDIMS if isinstance(init, MultivariateParams) else 1
+    batch = tuple(jnp.broadcast_shapes(batch_shape_of(x, x_core), family.batch_shape(init),
                                        batch_shape_of(weight, 1) if weight is not None else ()))
     size = math.prod(batch)
     padded = -(-size // n_dev) * n_dev
     # Each device runs its own share: the engine's blocks are sized for it.
-    args = args._replace(tuning=resolve_tuning(x.shape[-1], padded // n_dev, x.dtype, fit_kwargs.get("compact")))
-    x, x_sh = _flatten_batch(x, 1, batch, padded)
+    row_length = math.prod(x.shape[x.ndim - x_core:])
+    args = args._replace(tuning=resolve_tuning(row_length, padded // n_dev, x.dtype, fit_kwargs.get("compact")))
+    x, x_sh = _flatten_batch(x, x_core, batch, padded)
     weight, w_sh = _flatten_batch(weight, 1, batch, padded)
-    init, i_sh = _flatten_batch(init, 1, batch, padded)
+    init, i_sh = _flatten_batch(init, init_core, batch, padded)
     if not (x_sh or w_sh or i_sh):  # a single fit: nothing to spread
         init = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (padded,) + a.shape), init)
         i_sh = True

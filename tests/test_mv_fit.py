@@ -324,3 +324,62 @@ def test_save_and_load_a_multivariate_result(tmp_path):
     assert isinstance(back.params, MultivariateParams) and back.model == r.model
     for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(r)):
         np.testing.assert_array_equal(a, b)
+
+
+# -- against R's mclust at the MLE (skipped without R) ------------------------------
+
+MCLUST = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII"}
+
+R_SCRIPT = r"""
+suppressMessages(library(mclust))
+x <- as.matrix(faithful)
+write.table(x, stdout(), row.names = FALSE, col.names = FALSE)
+for (m in c("VVV", "EEE", "VVI", "VII")) {
+  # tol 0: 20,000 iterations, past any rounding (a tolerance on the relative
+  # log-likelihood change, quadratic in the parameters, stopped VII 2e-6 short).
+  f <- Mclust(x, G = 2, modelNames = m, verbose = FALSE, control = emControl(tol = c(0, 0), itmax = c(2e4, 2e4)))
+  v <- c(f$loglik, f$parameters$pro, as.vector(f$parameters$mean), as.vector(f$parameters$variance$sigma))
+  cat("MODEL", m, sprintf("%.17g", v), "\n")
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def mclust_fits():
+    import shutil
+    import subprocess
+
+    if shutil.which("Rscript") is None:
+        pytest.skip("R is not installed")
+    out = subprocess.run(["Rscript", "-e", R_SCRIPT], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        pytest.skip(f"R's mclust is not available: {out.stderr[-300:]}")
+    rows, fits = [], {}
+    for line in out.stdout.splitlines():
+        if line.startswith("MODEL"):
+            parts = line.split()
+            v = np.array(parts[2:], np.float64)
+            # loglik, pro (2), mean (D x G) and sigma (D x D x G), R's column-major order.
+            cov = v[7:15].reshape(2, 2, 2).transpose(0, 2, 1)
+            fits[parts[1]] = dict(loglik=v[0], weights=v[1:3], means=v[3:7].reshape(2, 2), covariances=cov)
+        elif line.strip():
+            rows.append([float(t) for t in line.split()])
+    return np.array(rows), fits
+
+
+@pytest.mark.parametrize("kind", list(MCLUST))
+def test_the_maximum_of_mclust(kind, mclust_fits):
+    """Old Faithful (n = 272, D = 2), K = 2: from mclust's own estimate (run
+    to rounding) jaxgmm stays at that maximum: it stops after a step or two
+    that change nothing beyond rounding, with the same log-likelihood and
+    parameters."""
+    x, fits = mclust_fits
+    f = fits[MCLUST[kind]]
+    init = MultivariateParams(f["weights"], f["means"], f["covariances"])
+    r = jaxgmm.fit(x.astype(DTYPE), init, covariance_type=kind)
+    assert int(r.status) == Status.CONVERGED
+    n = x.shape[0]
+    np.testing.assert_allclose(float(r.loglik), f["loglik"], rtol=n * rtol_for(n))
+    tol = jaxgmm.default_tol(DTYPE)
+    assert _scaled_error(r.params, (f["weights"], f["means"], f["covariances"]), x, mean_ulps=True) <= (
+        20 * tol + n * rtol_for(n))
