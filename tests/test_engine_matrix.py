@@ -4,7 +4,8 @@ Drivers: ``accelerate`` in {None, "squarem"} x ``compact`` in {False, True}.
 Layouts: one dataset; a batch; starts broadcast over a batch; starts of one
 dataset; datasets of different sizes padded with ``sample_weight`` 0; one huge
 dataset reduced in chunks; and ``fit_sharded`` over 4 forced CPU devices
-(``tests/scripts/sharded_matrix.py``).  Each fit is checked against the float64
+(``tests/scripts/sharded_matrix.py``, run from ``tests/test_sharding.py`` in
+one subprocess with the other 4-device scripts).  Each fit is checked against the float64
 NumPy reference's optimum of its own dataset (``tests/reference.py``), to the
 distance the stopping rule allows (``test_acceleration.stopping_bound``'s
 derivation: ``tol r / (1 - r)`` from EM's contraction rate ``r``, plus
@@ -14,20 +15,14 @@ today; one that is must raise a ``ValueError`` naming it, never fit silently
 differently.
 """
 
-import os
-import pathlib
-import subprocess
-import sys
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxgmm
 import reference as ref
-from conftest import DTYPE, rtol_for
-from jaxgmm import MixtureParams, Status, _chunks
+from conftest import DTYPE, fit_in_chunks, rtol_for
+from jaxgmm import MixtureParams, Status
 
 TRUTH = MixtureParams(np.array([0.2, 0.8]), np.array([0.0, 5.0]), np.array([1.0, np.sqrt(2.0)]))
 START = MixtureParams(np.array([0.5, 0.5]), np.array([-1.0, 4.0]), np.array([1.0, 1.0]))
@@ -115,24 +110,6 @@ def test_driver_in_layout_gives_the_plain_optimum(driver, layout):
 @pytest.mark.parametrize("driver", [pytest.param(d, marks=() if d in ("plain", "squarem+compact")
                                                  else pytest.mark.slow) for d in DRIVERS])
 def test_driver_on_one_huge_chunked_dataset(monkeypatch, driver):
-    x = draw(2, 3001)
-    monkeypatch.setattr(_chunks, "LARGE_N", 1000)
-    monkeypatch.setattr(_chunks, "CHUNK", 512)  # 3001 = 5 full chunks + a shifted last one
-    traced = []
-    original = _chunks.ChunkedData.moments
-    monkeypatch.setattr(_chunks.ChunkedData, "moments", lambda self: traced.append(1) or original(self))
-    jax.clear_caches()  # force a trace with the lowered thresholds
-    try:
-        result = jaxgmm.fit(jnp.asarray(x, DTYPE), params(START, OTHER), **DRIVERS[driver])
-    finally:
-        jax.clear_caches()  # and leave no chunked trace behind for other tests
-    assert traced, "the chunked path was not used"
+    x = draw(2, 3001)  # 3001 = 5 full chunks of 512 + a shifted last one
+    result = fit_in_chunks(monkeypatch, jnp.asarray(x, DTYPE), params(START, OTHER), **DRIVERS[driver])
     check(result, [((r,), x, None, s) for r, s in enumerate((START, OTHER))])
-
-
-def test_fit_sharded_takes_every_driver_over_four_devices():
-    script = pathlib.Path(__file__).parent / "scripts" / "sharded_matrix.py"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, out.stderr[-4000:]
-    assert out.stdout.strip().endswith("OK")

@@ -1,4 +1,5 @@
-"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=4 (tests/test_engine_matrix.py).
+"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=4 (run from tests/test_sharding.py;
+the matrix is tests/test_engine_matrix.py's).
 
 ``fit_sharded`` with every driver option gives ``fit``'s result with the same
 option: broadcast restarts (7 datasets x 2 starts, uneven over 4 devices) and
