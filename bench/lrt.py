@@ -77,6 +77,8 @@ def main(argv=None):
         row = dict(data=name, n=int(x.size), test=f"{k0} vs {k0 + 1}", cold_s=cold, warm_s=warm,
                    statistic=res.statistic, p_cold=res.p_value, p_warm=res_w.p_value,
                    flagged_cold=res.n_flagged, flagged_warm=res_w.n_flagged, e_steps_warm=res_w.n_iter,
+                   flags_warm=dict(not_converged=res_w.n_not_converged, degenerate=res_w.n_degenerate,
+                                   nonfinite=res_w.n_nonfinite, below=res_w.n_below),
                    load=load_average())
         if r is not None:
             row.update(mclust_s=r[0], mclust_statistic=r[1], mclust_p=r[2])
