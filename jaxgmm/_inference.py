@@ -41,6 +41,7 @@ from ._init import init_params
 from ._blocks import map_in_blocks
 from ._distributions import _log_joint, _logsumexp
 from ._units import Standardiser
+from ._mv_params import MvSpec, mv_n_free_parameters
 from ._params import Array, FitResult, MixtureParams
 from ._spec import make_spec, n_free_parameters
 from ._xla import jit
@@ -172,6 +173,8 @@ def _params_of(result_or_params, name: str = "result_or_params") -> MixtureParam
 
 def _describe(spec: ModelSpec) -> str:
     """``spec`` as the arguments that make it, e.g. ``fixed=('scales',), equal_scales=False``."""
+    if isinstance(spec, MvSpec):
+        return f"covariance_type={spec.covariance_type!r}, fixed covariances {list(spec.fixed_covariances)}"
     masks = dict(zip(MixtureParams._fields, (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)))
     if all(all(m) or not any(m) for m in masks.values()):
         fixed = repr(tuple(name for name, m in masks.items() if all(m)))
@@ -362,7 +365,10 @@ def _parameter_count(result_or_loglik, n_params, func: str) -> int:
     """``n_params``, checked; from a :class:`FitResult`'s model when omitted, and
     compared with it when given."""
     model = getattr(result_or_loglik, "model", None) if isinstance(result_or_loglik, FitResult) else None
-    counted = None if model is None else n_free_parameters(model)
+    if isinstance(model, MvSpec):  # a multivariate fit: its parameters in D dimensions
+        counted = mv_n_free_parameters(model, np.shape(result_or_loglik.params.means)[-1])
+    else:
+        counted = None if model is None else n_free_parameters(model)
     if n_params is None:
         if counted is None:
             raise TypeError(f"{func} needs n_params (the number of free parameters, see jaxgmm.n_parameters) "

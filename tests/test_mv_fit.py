@@ -383,3 +383,20 @@ def test_the_maximum_of_mclust(kind, mclust_fits):
     tol = jaxgmm.default_tol(DTYPE)
     assert _scaled_error(r.params, (f["weights"], f["means"], f["covariances"]), x, mean_ulps=True) <= (
         20 * tol + n * rtol_for(n))
+
+
+def test_information_criteria_count_the_covariance_type():
+    """aic/bic of a multivariate result count its free parameters per
+    covariance type: full K(D + D(D+1)/2) + K - 1, tied one matrix."""
+    x = X[0].astype(DTYPE)
+    w0, m0, c0 = _start(X[0], "full")
+    r = jaxgmm.fit(x, MultivariateParams(w0, m0, c0), max_iter=2, tol=0.0)
+    p_full = (K - 1) + K * D + K * D * (D + 1) // 2
+    np.testing.assert_allclose(float(jaxgmm.aic(r)), 2 * p_full - 2 * float(r.loglik), rtol=rtol_for(1))
+    np.testing.assert_allclose(float(jaxgmm.bic(r, n_obs=N)), p_full * np.log(N) - 2 * float(r.loglik),
+                               rtol=rtol_for(1))
+    tied = jaxgmm.fit(x, MultivariateParams(w0, m0, c0), covariance_type="tied", max_iter=2, tol=0.0)
+    p_tied = (K - 1) + K * D + D * (D + 1) // 2
+    np.testing.assert_allclose(float(jaxgmm.aic(tied)), 2 * p_tied - 2 * float(tied.loglik), rtol=rtol_for(1))
+    with pytest.raises(ValueError, match="contradicts"):
+        jaxgmm.aic(r, n_params=p_tied)
