@@ -29,8 +29,10 @@ START = MixtureParams(np.array([0.5, 0.5]), np.array([-1.0, 4.0]), np.array([1.0
 OTHER = MixtureParams(np.array([0.4, 0.6]), np.array([1.0, 6.0]), np.array([2.0, 1.0]))
 N, B = 300, 3
 
+# "plain" is plain EM on blocks (compact=False): the default, compaction on CPU,
+# is the "compact" cell, so without it one policy would go untested on CPU.
 DRIVERS = {
-    "plain": dict(),
+    "plain": dict(compact=False),
     "compact": dict(compact=True),
     "squarem": dict(accelerate="squarem", compact=False),
     "squarem+compact": dict(accelerate="squarem", compact=True),
