@@ -18,7 +18,7 @@ def same(a, b, what, dtype, same_iterations=True):
     np.testing.assert_array_equal(np.asarray(a.status), np.asarray(b.status), err_msg=what)
     if same_iterations:
         assert np.all(np.abs(np.asarray(a.n_iter) - np.asarray(b.n_iter)) <= 1), what
-    for name, u, v in zip(MixtureParams._fields, a.params, b.params):
+    for name, u, v in zip(type(a.params)._fields, a.params, b.params):
         assert u.shape == v.shape, (what, name, u.shape, v.shape)
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e3 * eps, atol=step + 1e3 * eps,
                                    err_msg=f"{what}: {name}")

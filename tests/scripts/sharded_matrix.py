@@ -3,7 +3,8 @@ the matrix is tests/test_engine_matrix.py's).
 
 ``fit_sharded`` with every driver option gives ``fit``'s result with the same
 option: broadcast restarts (7 datasets x 2 starts, uneven over 4 devices) and
-padded datasets, each device scheduling its own share.
+padded datasets, each device scheduling its own share; and multivariate fits
+(the default driver and SQUAREM, broadcast restarts and padding).
 """
 
 import jax
@@ -33,4 +34,17 @@ for accelerate in (None, "squarem"):
                    same_iterations=plain_em)
         check_same(jaxgmm.fit_sharded(xs, one, sample_weight=w, **kw), jaxgmm.fit(xs, one, sample_weight=w, **kw),
              f"padded {kw}", dtype, same_iterations=plain_em)
+# Multivariate: 5 datasets of n = 200 in D = 2, two starts broadcast over them.
+mv_truth = jaxgmm.MultivariateParams(jnp.array([0.4, 0.6], dtype), jnp.array([[0.0, 0.0], [4.0, 1.0]], dtype),
+                                     jnp.broadcast_to(jnp.eye(2, dtype=dtype), (2, 2, 2)))
+mv_x = jaxgmm.sample(jax.random.key(1), mv_truth, 200, shape=(5,))
+mv_starts = jaxgmm.init_params(jax.random.key(2), mv_x, 2, n_starts=2, covariance_type="full")
+mv_w = (jnp.arange(200) < jnp.array([200, 150, 180, 120, 200])[:, None]).astype(dtype)
+for accelerate in (None, "squarem"):
+    kw = dict(accelerate=accelerate)
+    check_same(jaxgmm.fit_sharded(mv_x, mv_starts, **kw), jaxgmm.fit(mv_x, mv_starts, **kw),
+               f"multivariate restarts {kw}", dtype, same_iterations=accelerate is None)
+    check_same(jaxgmm.fit_sharded(mv_x, mv_starts, sample_weight=mv_w, **kw),
+               jaxgmm.fit(mv_x, mv_starts, sample_weight=mv_w, **kw), f"multivariate padded {kw}", dtype,
+               same_iterations=accelerate is None)
 print("OK")
