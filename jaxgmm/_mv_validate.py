@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from ._mv_params import FIELDS, MultivariateParams, MvSpec
-from ._validate import (_at_batch, _check_real, check_weight_values, data_float_dtype, host_array, is_concrete,
+from ._validate import (_at_batch, _check_real, check_weight_values, float_observations, host_array, is_concrete,
                         to_float)
 
 
@@ -26,11 +26,7 @@ def rows_of(x) -> jax.ShapeDtypeStruct:
 def as_mv_data(x, name: str = "x"):
     """Validate and convert multivariate data ``(..., n, D)`` to a float array
     (integers converted on the host, as univariate data)."""
-    if isinstance(x, MultivariateParams):
-        raise TypeError(f"{name} must be an array of observations, got MultivariateParams")
-    arr = host_array(x, name)
-    _check_real(arr.dtype, name, "real-valued")
-    x = jnp.asarray(to_float(arr, name, data_float_dtype(arr.dtype)))
+    x = float_observations(x, name)
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (..., n, D) for a multivariate fit (init is a "
                          f"MultivariateParams), got shape {x.shape}; for D = 1 pass x[..., None]")

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ._checks import check_bool as check_bool  # re-exported: most callers import it from here
+from ._mv_params import MultivariateParams
 from ._params import FitResult, MixtureParams
 from ._spec import make_spec
 from ._xla import top_level
@@ -192,6 +193,17 @@ def _check_real(dt, name: str, what: str = "real numbers") -> None:
         raise TypeError(f"{name} must be numeric, got dtype {dt}{hint}")
 
 
+def float_observations(x, name: str = "x"):
+    """``x`` converted on the host to a float JAX array (the conversions of
+    :func:`as_data`, for data of any shape); parameters passed as data are an
+    error."""
+    if isinstance(x, (MixtureParams, MultivariateParams)):
+        raise TypeError(f"{name} must be an array of observations, got {type(x).__name__}")
+    arr = host_array(x, name)
+    _check_real(arr.dtype, name, "real-valued")
+    return jnp.asarray(to_float(arr, name, data_float_dtype(arr.dtype)))
+
+
 def as_data(x, name: str = "x"):
     """Validate and convert data of shape ``(..., n)`` to a float array.
 
@@ -200,11 +212,7 @@ def as_data(x, name: str = "x"):
     float32; ``np.longdouble`` the default float; pandas nullable columns
     floats with NaN for ``pd.NA`` (``nan_policy`` then applies).
     """
-    if isinstance(x, MixtureParams):
-        raise TypeError(f"{name} must be an array of observations, got MixtureParams")
-    arr = host_array(x, name)
-    _check_real(arr.dtype, name, "real-valued")
-    x = jnp.asarray(to_float(arr, name, data_float_dtype(arr.dtype)))
+    x = float_observations(x, name)
     if x.ndim < 1:
         raise ValueError(f"{name} must have shape (..., n) with at least one axis, got a scalar")
     if x.shape[-1] == 0:
