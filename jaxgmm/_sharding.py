@@ -31,7 +31,7 @@ from ._controls import resolve_tuning
 from ._engine import solve
 from ._fit import family_of, loglik_in_weight_units, prepare, with_fixed_values
 from ._mv_params import MultivariateParams
-from ._params import FitResult, MixtureParams
+from ._params import FitResult
 from ._multivariate import PARAM_EVENT_NDIMS
 from ._xla import jit
 
