@@ -80,3 +80,34 @@ def fit_in_chunks(monkeypatch, x, init, **fit_kwargs):
 @pytest.fixture
 def dtype():
     return DTYPE
+
+
+# Every compiled XLA:CPU program keeps about three memory mappings per kernel
+# (code, read-only data, data); one default fit program has ~270 kernels, so
+# ~800 mappings.  A process that keeps compiling new programs reaches Linux's
+# vm.max_map_count (65530 by default) after ~80 of them, and then LLVM's next
+# mmap fails inside the compiler: a segfault, not an exception.  The whole
+# suite compiles far more than that in one process, so once the count passes
+# MAP_BUDGET the compiled programs are dropped (later tests recompile what they
+# need).  The budget leaves room for the heaviest single test (~2,500 maps).
+MAP_BUDGET = 40_000
+_MAPS = "/proc/self/maps"
+
+
+def _n_mappings() -> int:
+    try:
+        with open(_MAPS, "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux: no such limit to stay under
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _stay_under_the_mapping_limit():
+    yield
+    if _n_mappings() > MAP_BUDGET:
+        from jaxgmm import _sharding, _study
+
+        jax.clear_caches()
+        _study._compiled_chunk.cache_clear()  # ahead-of-time compiled, outside jax's caches
+        _sharding._sharded_fit.cache_clear()
