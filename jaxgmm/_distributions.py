@@ -7,6 +7,12 @@ in :func:`jaxgmm.fit`, so one call evaluates many fitted mixtures on their own
 data.  All of them are pure, jittable and vmappable; they follow the data's float
 dtype.
 
+:func:`predict_proba`, :func:`predict`, :func:`score_samples` and :func:`pdf`
+also take a :class:`MultivariateParams` (weights ``(..., K)``, means ``(..., K,
+D)``, covariances ``(..., K, D, D)``) with data ``(..., n, D)``: they dispatch on
+the parameters' type to ``jaxgmm/_mv_distributions.py``.  The CDFs and quantiles
+are univariate only.
+
 Everything is computed on the log scale from the per-component terms
 ``log pi_k + log N(x | mu_k, sigma_k)`` (densities) and ``log pi_k + log Phi(+-z_k)``
 (``jax.scipy.special.log_ndtr``, with a continued fraction in the far
@@ -36,7 +42,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import log_ndtr, ndtri
 
-from . import _validate
+from . import _mv_distributions, _validate
+from ._mv_params import MultivariateParams
 from ._params import Array, FitResult, MixtureParams
 from ._xla import jit
 
@@ -45,7 +52,7 @@ ArrayLike = Union[jax.typing.ArrayLike, Sequence[float]]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
-ParamsLike = Union[MixtureParams, FitResult]
+ParamsLike = Union[MixtureParams, MultivariateParams, FitResult]
 
 # Newton steps with a bisection fallback: bisection alone halves the bracket per
 # step, and the bracket (between component quantiles) is at most a few hundred
@@ -54,10 +61,24 @@ ParamsLike = Union[MixtureParams, FitResult]
 _MAX_QUANTILE_STEPS = 200
 
 
-def _inputs(x, params: ParamsLike, name: str = "x") -> tuple[Array, MixtureParams]:
-    """Validate ``x`` (shape ``(..., n)``) and ``params``; cast both to one float dtype."""
-    if isinstance(params, FitResult):
-        params = params.params
+def _params_of(params: ParamsLike):
+    """The parameters themselves (a :class:`FitResult`'s ``params``)."""
+    return params.params if isinstance(params, FitResult) else params
+
+
+def _univariate_only(params: ParamsLike, func: str) -> None:
+    if isinstance(_params_of(params), MultivariateParams):
+        raise TypeError(f"{func} applies to univariate mixtures (params a jaxgmm.MixtureParams), got a "
+                        "MultivariateParams; a D-dimensional mixture has predict_proba, predict, "
+                        "score_samples and pdf")
+
+
+def _inputs(x, params: ParamsLike, name: str = "x", func: str = "") -> tuple[Array, MixtureParams]:
+    """Validate ``x`` (shape ``(..., n)``) and ``params``; cast both to one float dtype.
+    ``func`` names a univariate-only function, refusing a :class:`MultivariateParams`."""
+    if func:
+        _univariate_only(params, func)
+    params = _params_of(params)
     x = _validate.as_data(x, name=name)
     params = _validate.as_params(params, x.dtype, name="params")
     return x, params
@@ -146,48 +167,77 @@ def predict_proba(x: ArrayLike, params: ParamsLike) -> Array:
     """Responsibilities ``P(component k | x_i)`` for any data.
 
     Args:
-      x: observations, shape ``(..., n)``.
-      params: :class:`MixtureParams` (or a :class:`FitResult`), fields ``(..., K)``.
+      x: observations, shape ``(..., n)``; ``(..., n, D)`` for a
+        :class:`MultivariateParams`.
+      params: :class:`MixtureParams` with fields ``(..., K)``, or
+        :class:`MultivariateParams` with weights ``(..., K)``, means ``(..., K,
+        D)`` and covariances ``(..., K, D, D)`` (or a :class:`FitResult` of
+        either); batch shapes broadcast with ``x``'s.
 
     Returns:
       Array of shape ``batch + (n, K)``, rows summing to one: the softmax over
-      components of ``log pi_k + log N(x_i | mu_k, sigma_k)``.
+      components of ``log pi_k + log N(x_i | mu_k, sigma_k)`` (multivariate:
+      ``N(x_i | mu_k, Sigma_k)``).
+
+    Raises:
+      ValueError, TypeError: for concrete invalid arguments, naming them
+        (multivariate: ``x``'s ``D`` not the parameters', fields disagreeing on
+        ``K``, batch shapes that do not broadcast).
     """
+    params = _params_of(params)
+    if isinstance(params, MultivariateParams):
+        return _mv_distributions.predict_proba(x, params)
     return _predict_proba(*_inputs(x, params))
 
 
 def predict(x: ArrayLike, params: ParamsLike) -> Array:
-    """The most probable component of each observation, ``int32`` of shape ``batch + (n,)``."""
+    """The most probable component of each observation, ``int32`` of shape ``batch + (n,)``.
+
+    ``x`` of shape ``(..., n)``, or ``(..., n, D)`` for a :class:`MultivariateParams`
+    (see :func:`predict_proba`).
+    """
+    params = _params_of(params)
+    if isinstance(params, MultivariateParams):
+        return _mv_distributions.predict(x, params)
     return _predict(*_inputs(x, params))
 
 
 def score_samples(x: ArrayLike, params: ParamsLike) -> Array:
     """Log density ``log p(x_i)`` of each observation, shape ``batch + (n,)``.
 
-    Summed over ``n`` it is :func:`jaxgmm.log_likelihood` (without weights).
+    ``x`` of shape ``(..., n)``, or ``(..., n, D)`` for a :class:`MultivariateParams`
+    (see :func:`predict_proba`).  Summed over ``n`` it is
+    :func:`jaxgmm.log_likelihood` (without weights).
     """
+    params = _params_of(params)
+    if isinstance(params, MultivariateParams):
+        return _mv_distributions.score_samples(x, params)
     return _score_samples(*_inputs(x, params))
 
 
 def pdf(x: ArrayLike, params: ParamsLike) -> Array:
-    """Density ``p(x_i)``, shape ``batch + (n,)``; ``exp`` of :func:`score_samples`."""
+    """Density ``p(x_i)``, shape ``batch + (n,)``; ``exp`` of :func:`score_samples`
+    (``x`` of shape ``(..., n)``, or ``(..., n, D)`` for a :class:`MultivariateParams`)."""
     return jnp.exp(score_samples(x, params))
 
 
 def logcdf(x: ArrayLike, params: ParamsLike) -> Array:
-    """``log P(X <= x_i)``, shape ``batch + (n,)``, accurate far into the lower tail."""
-    return _logcdf(*_inputs(x, params))
+    """``log P(X <= x_i)``, shape ``batch + (n,)``, accurate far into the lower tail.
+    Univariate only (a :class:`MultivariateParams` is a ``TypeError``), as are
+    :func:`logsf`, :func:`cdf`, :func:`sf`, :func:`ppf` and :func:`isf`."""
+    return _logcdf(*_inputs(x, params, func="logcdf"))
 
 
 def logsf(x: ArrayLike, params: ParamsLike) -> Array:
     """``log P(X > x_i)`` (log survival function), shape ``batch + (n,)``,
     accurate far into the upper tail."""
-    return _logsf(*_inputs(x, params))
+    return _logsf(*_inputs(x, params, func="logsf"))
 
 
 def cdf(x: ArrayLike, params: ParamsLike) -> Array:
     """``P(X <= x_i)``, shape ``batch + (n,)``; ``exp`` of :func:`logcdf`, so small
     lower-tail probabilities keep their relative accuracy."""
+    _univariate_only(params, "cdf")
     return jnp.exp(logcdf(x, params))
 
 
@@ -195,6 +245,7 @@ def sf(x: ArrayLike, params: ParamsLike) -> Array:
     """``P(X > x_i) = 1 - cdf``, shape ``batch + (n,)``; ``exp`` of :func:`logsf`,
     so small upper-tail probabilities keep their relative accuracy (``1 - cdf``
     would round them to 0 once they fall below the float's epsilon)."""
+    _univariate_only(params, "sf")
     return jnp.exp(logsf(x, params))
 
 
@@ -298,7 +349,7 @@ def ppf(q: ArrayLike, params: ParamsLike) -> Array:
     probability itself to :func:`isf`: ``isf(1e-12, params)`` is accurate in both
     float types.
     """
-    q, params = _inputs(q, params, name="q")
+    q, params = _inputs(q, params, name="q", func="ppf")
     return _quantile(q, params, jnp.asarray(False))
 
 
@@ -309,5 +360,5 @@ def isf(q: ArrayLike, params: ParamsLike) -> Array:
     The upper-tail counterpart of :func:`ppf`, inverse of :func:`sf`:
     ``isf(1e-12, params)`` is accurate to a few ulps in float32 too.
     """
-    q, params = _inputs(q, params, name="q")
+    q, params = _inputs(q, params, name="q", func="isf")
     return _quantile(q, params, jnp.asarray(True))

@@ -14,6 +14,13 @@ types then describe two models: ``"full"``, ``"diag"`` and ``"spherical"`` all
 mean one free variance per component (they differ only in the shape of
 ``covariances_``), and ``"tied"`` means one variance shared by all components
 (``equal_scales=True``).
+
+Multivariate: ``X`` of shape ``(n, D)`` with ``D > 1`` is fitted as a
+``D``-dimensional mixture of the covariance type (:func:`jaxgmm.fit` with a
+:class:`MultivariateParams` start, :func:`jaxgmm.init_params` with
+``covariance_type``), and the fitted attributes take scikit-learn's shapes for
+that type.  The number of features seen in ``fit`` decides the family: one
+feature is always the univariate model (``params_`` a :class:`MixtureParams`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ._distributions import predict_proba, score_samples
 from ._fit import best_of, fit
 from ._inference import n_parameters, standard_errors
 from ._init import METHODS, init_params
+from ._mv_params import MultivariateParams, make_mv_spec, mv_n_free_parameters
 from ._params import FitResult, MixtureParams, Status
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -81,8 +89,10 @@ def _numpy_rng(random_state) -> np.random.Generator:
 
 
 def _as_observations(X, name: str, n_features_expected: Optional[int] = None) -> np.ndarray:
-    """``X`` of shape ``(n,)`` or ``(n, 1)`` as a 1-D float array, with scikit-learn's
-    error messages (its estimator checks match on them)."""
+    """``X`` as a float array with scikit-learn's error messages (its estimator
+    checks match on them): ``(n,)`` or ``(n, 1)`` as a 1-D array (one feature),
+    ``(n, D)`` with ``D > 1`` as it is.  ``n_features_expected`` (after ``fit``)
+    is the number of features the model was fitted to; ``None`` accepts any."""
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
         raise TypeError("GaussianMixture does not accept sparse input; pass a dense array "
                         "(e.g. X.toarray())")
@@ -101,15 +111,18 @@ def _as_observations(X, name: str, n_features_expected: Optional[int] = None) ->
         if arr.shape[1] == 0:
             raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum "
                              "of 1 is required.")
-        if arr.shape[1] != 1:
-            expected = 1 if n_features_expected is None else n_features_expected
-            raise ValueError(
-                f"X has {arr.shape[1]} features, but GaussianMixture is expecting {expected} "
-                "features as input: jaxgmm's GaussianMixture is univariate, X must have shape "
-                f"(n,) or (n, 1), got {arr.shape}")
-        arr = arr[:, 0]
+        if n_features_expected is not None and arr.shape[1] != n_features_expected:
+            one = " (fitted to one feature: X must have shape (n,) or (n, 1))" if n_features_expected == 1 else ""
+            raise ValueError(f"X has {arr.shape[1]} features, but GaussianMixture is expecting "
+                             f"{n_features_expected} features as input{one}, got shape {arr.shape}")
+        if arr.shape[1] == 1:
+            arr = arr[:, 0]
     elif arr.ndim != 1:
-        raise ValueError(f"{name} must have shape (n,) or (n, 1), got shape {arr.shape}")
+        raise ValueError(f"{name} must have shape (n,) or (n, D), got shape {arr.shape}")
+    elif n_features_expected is not None and n_features_expected > 1:
+        raise ValueError(f"Expected 2D array, got 1D array instead: {name} of shape {arr.shape} for a model "
+                         f"of {n_features_expected} features. Reshape your data to (n, {n_features_expected}) "
+                         "rows of observations (array.reshape(1, -1) if it holds a single sample).")
     if arr.shape[0] == 0:
         raise ValueError(f"Found array with 0 sample(s) (shape={np.shape(X)}) while a minimum of 1 "
                          "is required.")
@@ -132,25 +145,34 @@ def _as_sample_weight(sample_weight, n: int) -> Optional[np.ndarray]:
 
 
 class GaussianMixture:
-    """A univariate Gaussian mixture fitted by EM, with scikit-learn's interface.
+    """A Gaussian mixture fitted by EM, with scikit-learn's interface: univariate
+    for ``X`` of one feature, ``D``-dimensional for ``X`` of shape ``(n, D)``.
 
     Args:
       n_components: ``K``.
-      covariance_type: ``"full"`` (default), ``"diag"`` or ``"spherical"``: one
-        free variance per component; ``"tied"``: one variance shared by all (as
-        ``equal_scales=True``). In one dimension the first three are the same
-        model; the type sets the shape of ``covariances_`` and
-        ``precisions_cholesky_`` as scikit-learn's would be.
+      covariance_type: ``"full"`` (default), ``"diag"``, ``"spherical"`` or
+        ``"tied"``, scikit-learn's meanings. With ``D > 1`` features: one
+        unrestricted covariance matrix per component, diagonal matrices,
+        multiples of the identity, or one matrix shared by all components. With
+        one feature: ``"full"``, ``"diag"`` and ``"spherical"`` are one free
+        variance per component (the same model), ``"tied"`` one variance shared
+        by all (as ``equal_scales=True``). The type sets the shape of
+        ``covariances_`` and ``precisions_cholesky_`` as scikit-learn's would be.
       fixed: parameters held at their starting values, as in :func:`jaxgmm.fit`
-        (field names or a :class:`MixtureParams` of booleans). Needs an explicit
-        start: ``init_params`` a :class:`MixtureParams` holding the fixed values.
+        (field names or a :class:`MixtureParams`/:class:`MultivariateParams` of
+        booleans). Needs an explicit start: ``init_params`` holding the fixed
+        values.
       equal_scales: one common scale for all components (also implied by
+        ``covariance_type="tied"``); one feature only (with ``D > 1`` use
         ``covariance_type="tied"``).
       n_init: number of starts; the best healthy fit is kept
         (:func:`jaxgmm.best_of`). All starts are fitted as one batch.
-      init_params: ``"kmeans++"`` or ``"quantile"`` (:func:`jaxgmm.init_params`),
-        or a :class:`MixtureParams` with fields of shape ``(K,)``: the start itself
-        (then ``n_init`` must be 1).
+      init_params: ``"kmeans++"`` or (one feature only) ``"quantile"``
+        (:func:`jaxgmm.init_params`), or the start itself (then ``n_init`` must
+        be 1): a :class:`MixtureParams` with fields of shape ``(K,)`` for one
+        feature, a :class:`MultivariateParams` with weights ``(K,)``, means
+        ``(K, D)`` and covariances ``(K, D, D)`` (full matrices, a point of the
+        covariance type) for ``D > 1``.
       tol: jaxgmm's convergence tolerance on the largest parameter change (in
         units of the data's standard deviation), ``None`` for
         :func:`jaxgmm.default_tol`. Not scikit-learn's tolerance on the change of
@@ -160,15 +182,18 @@ class GaussianMixture:
         ``numpy.random.RandomState``/``Generator``, or a ``jax.random`` key.
 
     Fitted attributes (after :meth:`fit`): ``weights_`` ``(K,)``; ``means_``
-    ``(K, 1)``; ``covariances_`` (variances) and ``precisions_``,
-    ``precisions_cholesky_`` shaped as scikit-learn's for the covariance type
-    (full ``(K, 1, 1)``, tied ``(1, 1)``, diag ``(K, 1)``, spherical ``(K,)``);
-    ``converged_``; ``n_iter_``; ``lower_bound_`` (mean log-likelihood per
-    observation, weighted when fitted with weights); ``n_features_in_`` (1);
-    jaxgmm's own ``status_`` (:class:`Status`), ``standard_errors_``
-    (:class:`MixtureParams` of observed-information standard errors, NumPy
-    arrays; ``None`` after :meth:`from_sklearn`), ``params_``
-    (:class:`MixtureParams`) and ``result_`` (the :class:`FitResult`).
+    ``(K, D)``; ``covariances_`` and ``precisions_``, ``precisions_cholesky_``
+    shaped as scikit-learn's for the covariance type (full ``(K, D, D)``, tied
+    ``(D, D)``, diag ``(K, D)``, spherical ``(K,)``; with one feature ``D = 1``
+    and the covariances are variances); ``converged_``; ``n_iter_``;
+    ``lower_bound_`` (mean log-likelihood per observation, weighted when fitted
+    with weights); ``n_features_in_`` (``D``); jaxgmm's own ``status_``
+    (:class:`Status`), ``standard_errors_`` (one feature: a
+    :class:`MixtureParams` of observed-information standard errors, NumPy
+    arrays; ``None`` after :meth:`from_sklearn` and for ``D > 1``, where
+    :func:`jaxgmm.standard_errors` is not yet available), ``params_`` (a
+    :class:`MixtureParams`, or a :class:`MultivariateParams` for ``D > 1``) and
+    ``result_`` (the :class:`FitResult`).
     """
 
     def __init__(
@@ -261,15 +286,16 @@ class GaussianMixture:
         if not isinstance(self.n_init, numbers.Integral) or self.n_init < 1:
             raise ValueError(f"n_init must be an int >= 1, got {self.n_init!r}")
         start = self.init_params
-        if isinstance(start, MixtureParams):
+        if isinstance(start, (MixtureParams, MultivariateParams)):
             if self.n_init != 1:
-                raise ValueError(f"n_init must be 1 when init_params is a MixtureParams (the start), "
+                raise ValueError(f"n_init must be 1 when init_params is a {type(start).__name__} (the start), "
                                  f"got n_init={self.n_init}")
-            if np.shape(start.means) != (k,):
+            if isinstance(start, MixtureParams) and np.shape(start.means) != (k,):
                 raise ValueError(f"init_params must have fields of shape ({k},) for n_components={k}, "
                                  f"got means of shape {np.shape(start.means)}")
-        elif start not in METHODS:
-            raise ValueError(f"init_params must be one of {METHODS} or a MixtureParams, got {start!r}")
+        elif not isinstance(start, str) or start not in METHODS:
+            raise ValueError(f"init_params must be one of {METHODS}, a MixtureParams or a MultivariateParams, "
+                             f"got {start!r}")
         elif self.fixed is not None and not (isinstance(self.fixed, (tuple, list)) and len(self.fixed) == 0):
             raise ValueError("fixed parameters take their values from the start: pass init_params as a "
                              "MixtureParams holding them")
@@ -283,6 +309,11 @@ class GaussianMixture:
         """
         k, equal = self._model()
         x = _as_observations(X, "X")
+        if x.ndim == 2:
+            return self._fit_multivariate(x, k, sample_weight)
+        if isinstance(self.init_params, MultivariateParams):
+            raise ValueError("init_params is a MultivariateParams (a start for X of D > 1 features), but X "
+                             "has one feature: pass a MixtureParams")
         n = x.shape[0]
         if n < k:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, "
@@ -315,6 +346,74 @@ class GaussianMixture:
                           f"(status {self.status_.name}, {self.n_iter_} iterations)", RuntimeWarning,
                           stacklevel=2)
         return self
+
+    def _fit_multivariate(self, x: np.ndarray, k: int, sample_weight) -> "GaussianMixture":
+        """:meth:`fit` for ``x`` of shape ``(n, D)``, ``D > 1`` (parameters checked by ``_model``)."""
+        n, dim = x.shape
+        kind = self.covariance_type
+        if self.equal_scales:
+            raise ValueError("equal_scales applies to one feature; for X of D > 1 features use "
+                             "covariance_type='tied' (one covariance matrix shared by all components)")
+        start = self.init_params
+        if isinstance(start, MixtureParams):
+            raise ValueError(f"init_params is a MixtureParams (a start for one feature), but X has {dim} "
+                             f"features: pass a MultivariateParams with weights ({k},), means ({k}, {dim}) and "
+                             f"covariances ({k}, {dim}, {dim})")
+        if isinstance(start, MultivariateParams):
+            shapes = tuple(np.shape(f) for f in start)
+            if shapes != ((k,), (k, dim), (k, dim, dim)):
+                raise ValueError(f"init_params must have weights ({k},), means ({k}, {dim}) and covariances "
+                                 f"({k}, {dim}, {dim}) for n_components={k} and X of {dim} features, got "
+                                 f"shapes {shapes}")
+        elif start != "kmeans++":
+            raise ValueError(f"init_params={start!r} applies to one feature; for X of {dim} features use "
+                             "'kmeans++' or a MultivariateParams start")
+        if n < k:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, "
+                             f"n_samples = {n}")
+        w = _as_sample_weight(sample_weight, n)
+        fixed = () if self.fixed is None else self.fixed
+        n_free = mv_n_free_parameters(make_mv_spec(fixed, k, kind), dim)
+        if n < n_free:
+            raise ValueError(f"GaussianMixture needs at least as many observations as free parameters: got "
+                             f"n_samples = {n} for {n_free} free parameters ({k} components, {dim} features, "
+                             f"covariance_type={kind!r})")
+        x = jnp.asarray(x)
+        w = None if w is None else jnp.asarray(w, x.dtype)
+        if isinstance(start, MultivariateParams):
+            starts = MultivariateParams(*(jnp.asarray(f, x.dtype)[None] for f in start))
+        else:
+            starts = init_params(_key_from(self.random_state), x, k, covariance_type=kind,
+                                 n_starts=int(self.n_init), sample_weight=w)
+        result = best_of(fit(x, starts, fixed=fixed, covariance_type=kind, tol=self.tol, max_iter=self.max_iter,
+                             sample_weight=w), axis=0)
+        self._set_fitted_multivariate(result.params, result)
+        total = n if w is None else float(jnp.sum(w))
+        self.lower_bound_ = float(result.loglik) / total
+        self.standard_errors_ = None
+        if not self.converged_:
+            warnings.warn(f"jaxgmm.GaussianMixture: the best fit did not converge "
+                          f"(status {self.status_.name}, {self.n_iter_} iterations)", RuntimeWarning,
+                          stacklevel=3)
+        return self
+
+    def _set_fitted_multivariate(self, params: MultivariateParams, result: Optional[FitResult]) -> None:
+        """Fitted attributes from ``D``-dimensional ``params``, shaped as scikit-learn's."""
+        weights, means, full = (np.asarray(f) for f in params)
+        cov = _covariances_of_type(full, self.covariance_type)
+        self.params_ = params
+        self.result_ = result
+        self.weights_ = weights
+        self.means_ = means
+        self.covariances_ = cov
+        chol = _precisions_cholesky(cov, self.covariance_type)
+        self.precisions_cholesky_ = chol.astype(cov.dtype)
+        self.precisions_ = _precisions(chol, self.covariance_type).astype(cov.dtype)
+        self.n_features_in_ = means.shape[-1]
+        if result is not None:
+            self.status_ = Status(int(result.status))
+            self.converged_ = bool(result.converged)
+            self.n_iter_ = int(result.n_iter)
 
     def _set_fitted(self, params: MixtureParams, result: Optional[FitResult], equal: bool) -> None:
         """Fitted attributes from ``params``, shaped as scikit-learn's."""
@@ -352,10 +451,11 @@ class GaussianMixture:
     # ------------------------------------------------------------------ #
     def _x(self, X) -> jnp.ndarray:
         self._check_fitted()
-        return jnp.asarray(_as_observations(X, "X", n_features_expected=1), self.params_.means.dtype)
+        return jnp.asarray(_as_observations(X, "X", n_features_expected=self.n_features_in_),
+                           self.params_.means.dtype)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Responsibilities, shape ``(n, K)``."""
+        """Responsibilities, shape ``(n, K)``; ``X`` of ``n_features_in_`` features."""
         return np.asarray(predict_proba(self._x(X), self.params_))
 
     def predict(self, X) -> np.ndarray:
@@ -371,23 +471,31 @@ class GaussianMixture:
         return float(np.mean(self.score_samples(X)))
 
     def _n_parameters(self) -> int:
+        """Free parameters: as scikit-learn's ``_n_parameters`` when all are free
+        (``K - 1`` weights, ``K D`` means, the covariance type's entries), less
+        the fixed ones."""
         fixed = () if self.fixed is None else self.fixed
+        if self.n_features_in_ > 1:
+            spec = make_mv_spec(fixed, len(self.weights_), self.covariance_type)
+            return mv_n_free_parameters(spec, self.n_features_in_)
         equal = bool(self.equal_scales) or self.covariance_type == "tied"
         return n_parameters(len(self.weights_), fixed=fixed, equal_scales=equal)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (smaller is better)."""
-        n = _as_observations(X, "X", n_features_expected=1).shape[0]
+        self._check_fitted()
+        n = _as_observations(X, "X", n_features_expected=self.n_features_in_).shape[0]
         return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
 
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (smaller is better)."""
-        n = _as_observations(X, "X", n_features_expected=1).shape[0]
+        self._check_fitted()
+        n = _as_observations(X, "X", n_features_expected=self.n_features_in_).shape[0]
         return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` observations: ``(X, y)`` with ``X`` of shape
-        ``(n_samples, 1)`` and component labels ``y``, grouped by component as in
+        ``(n_samples, D)`` and component labels ``y``, grouped by component as in
         scikit-learn. Reproducible from ``random_state`` when it is an int."""
         self._check_fitted()
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
@@ -397,9 +505,13 @@ class GaussianMixture:
         weights = np.asarray(self.weights_, np.float64)
         counts = rng.multinomial(int(n_samples), weights / weights.sum())
         means = np.asarray(self.params_.means, np.float64)
+        y = np.repeat(np.arange(len(counts)), counts)
+        if isinstance(self.params_, MultivariateParams):
+            cov = np.asarray(self.params_.covariances, np.float64)
+            X = np.concatenate([rng.multivariate_normal(means[j], cov[j], size=c) for j, c in enumerate(counts)])
+            return X.astype(self.means_.dtype), y
         scales = np.asarray(self.params_.scales, np.float64)
         X = np.concatenate([rng.normal(means[j], scales[j], size=c) for j, c in enumerate(counts)])
-        y = np.repeat(np.arange(len(counts)), counts)
         return X.astype(self.means_.dtype)[:, None], y
 
     # ------------------------------------------------------------------ #
@@ -420,42 +532,97 @@ class GaussianMixture:
         sk.weights_ = np.asarray(self.weights_, np.float64)
         sk.means_ = np.asarray(self.means_, np.float64)
         sk.covariances_ = np.asarray(self.covariances_, np.float64)
-        sk.precisions_ = 1.0 / sk.covariances_
-        sk.precisions_cholesky_ = 1.0 / np.sqrt(sk.covariances_)
+        if self.n_features_in_ > 1:
+            sk.precisions_cholesky_ = _precisions_cholesky(sk.covariances_, self.covariance_type)
+            sk.precisions_ = _precisions(sk.precisions_cholesky_, self.covariance_type)
+        else:
+            sk.precisions_ = 1.0 / sk.covariances_
+            sk.precisions_cholesky_ = 1.0 / np.sqrt(sk.covariances_)
         sk.converged_ = bool(getattr(self, "converged_", True))
         sk.n_iter_ = int(getattr(self, "n_iter_", 0))
         sk.lower_bound_ = float(getattr(self, "lower_bound_", np.nan))
-        sk.n_features_in_ = 1
+        sk.n_features_in_ = self.n_features_in_
         return sk
 
     @classmethod
     def from_sklearn(cls, estimator) -> "GaussianMixture":
-        """A fitted jaxgmm estimator from a fitted one-feature
-        ``sklearn.mixture.GaussianMixture`` (its parameters, attributes and
-        covariance type). ``standard_errors_`` and ``result_`` are ``None``: there
-        is no data to compute them from."""
+        """A fitted jaxgmm estimator from a fitted
+        ``sklearn.mixture.GaussianMixture`` of any number of features (its
+        parameters, attributes and covariance type). ``standard_errors_`` and
+        ``result_`` are ``None``: there is no data to compute them from."""
         means = np.asarray(estimator.means_, np.float64)
-        if means.ndim != 2 or means.shape[1] != 1:
-            raise ValueError(f"from_sklearn needs a model of one feature; means_ has shape {means.shape}")
-        k = means.shape[0]
+        if means.ndim != 2 or means.shape[1] < 1:
+            raise ValueError(f"from_sklearn needs means_ of shape (K, D); means_ has shape {means.shape}")
+        k, dim = means.shape
         kind = estimator.covariance_type
         cov = np.asarray(estimator.covariances_, np.float64)
-        var = np.broadcast_to(cov.reshape(-1), (k,)) if kind == "tied" else cov.reshape(k)
         random_state = estimator.random_state
         if not isinstance(random_state, (numbers.Integral, type(None))):
             random_state = None
         new = cls(k, covariance_type=kind, n_init=estimator.n_init, max_iter=estimator.max_iter,
                   random_state=random_state)
         dtype = jnp.result_type(float)
-        params = MixtureParams(jnp.asarray(estimator.weights_, dtype), jnp.asarray(means[:, 0], dtype),
-                               jnp.asarray(np.sqrt(var), dtype))
-        new._set_fitted(params, None, kind == "tied")
+        weights = jnp.asarray(estimator.weights_, dtype)
+        if dim > 1:
+            params = MultivariateParams(weights, jnp.asarray(means, dtype),
+                                        jnp.asarray(_full_covariances(cov, kind, k, dim), dtype))
+            new._set_fitted_multivariate(params, None)
+        else:
+            var = np.broadcast_to(cov.reshape(-1), (k,)) if kind == "tied" else cov.reshape(k)
+            params = MixtureParams(weights, jnp.asarray(means[:, 0], dtype), jnp.asarray(np.sqrt(var), dtype))
+            new._set_fitted(params, None, kind == "tied")
         new.converged_ = bool(getattr(estimator, "converged_", True))
         new.n_iter_ = int(getattr(estimator, "n_iter_", 0))
         new.lower_bound_ = float(getattr(estimator, "lower_bound_", np.nan))
         new.status_ = Status.CONVERGED if new.converged_ else Status.MAX_ITER
         new.standard_errors_ = None
         return new
+
+
+# -- scikit-learn's covariance layouts for D > 1 (host NumPy) -----------------------
+
+
+def _covariances_of_type(full: np.ndarray, kind: str) -> np.ndarray:
+    """Full matrices ``(K, D, D)`` in scikit-learn's layout for ``kind``: full
+    ``(K, D, D)``, tied ``(D, D)``, diag ``(K, D)``, spherical ``(K,)``."""
+    if kind == "full":
+        return full
+    if kind == "tied":
+        return full[0]
+    var = np.diagonal(full, axis1=-2, axis2=-1)
+    return var.copy() if kind == "diag" else np.mean(var, axis=-1)
+
+
+def _full_covariances(cov: np.ndarray, kind: str, k: int, dim: int) -> np.ndarray:
+    """The inverse of :func:`_covariances_of_type`: ``(K, D, D)`` matrices, full and
+    tied ones symmetrised (scikit-learn's tied matrices are symmetric only to about
+    50 ulps, its full ones to an ulp)."""
+    if kind in ("full", "tied"):
+        cov = cov.reshape(-1, dim, dim)
+        return np.broadcast_to(0.5 * (cov + np.swapaxes(cov, -1, -2)), (k, dim, dim)).copy()
+    var = np.broadcast_to(cov.reshape(k, -1), (k, dim)) if kind == "spherical" else cov.reshape(k, dim)
+    return var[:, :, None] * np.eye(dim)
+
+
+def _precisions_cholesky(cov: np.ndarray, kind: str) -> np.ndarray:
+    """scikit-learn's ``precisions_cholesky_`` (float64): for full and tied
+    matrices ``L^{-T}`` with ``Sigma = L L^T`` (upper triangular, ``P P^T`` the
+    precision matrix), else ``1 / sqrt(variances)``."""
+    from scipy.linalg import solve_triangular  # a dependency of jax; only needed here
+
+    cov = np.asarray(cov, np.float64)
+    if kind not in ("full", "tied"):
+        return 1.0 / np.sqrt(cov)
+    eye = np.eye(cov.shape[-1])
+    solve = lambda c: solve_triangular(np.linalg.cholesky(c), eye, lower=True).T
+    return solve(cov) if kind == "tied" else np.stack([solve(c) for c in cov])
+
+
+def _precisions(chol: np.ndarray, kind: str) -> np.ndarray:
+    """Precision matrices (or inverse variances) from :func:`_precisions_cholesky`."""
+    if kind not in ("full", "tied"):
+        return chol ** 2
+    return chol @ np.swapaxes(chol, -1, -2)
 
 
 def _plain_equal(a, b) -> bool:

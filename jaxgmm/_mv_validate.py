@@ -86,9 +86,17 @@ def check_mv_param_values(params: MultivariateParams, name: str = "init") -> Non
     bad = np.any(asym, axis=(-3, -2, -1))
     if bad.any():
         raise ValueError(f"{name}.covariances must be symmetric matrices{_at_batch(bad)}")
-    # Positive definite: the smallest eigenvalue above rounding of the largest.
-    low = np.linalg.eigvalsh(c.astype(np.float64))
-    bad = np.any(low[..., 0] <= c.shape[-1] * eps * np.maximum(low[..., -1], 0), axis=-1)
+    # Positive definite: positive variances, and the smallest eigenvalue of the
+    # matrix scaled to unit diagonal (the correlations) above rounding of the
+    # largest.  Scaled, as the fit and the densities work per dimension: on the
+    # raw matrix, variances 1e8 and 1e-8 (float32 data in two units) read as
+    # singular, and the fit refused init_params' own start.
+    c64 = c.astype(np.float64)
+    var = np.diagonal(c64, axis1=-2, axis2=-1)
+    inv_sd = 1.0 / np.sqrt(np.where(var > 0, var, 1.0))
+    low = np.linalg.eigvalsh(c64 * inv_sd[..., :, None] * inv_sd[..., None, :])
+    singular = low[..., 0] <= c.shape[-1] * eps * np.maximum(low[..., -1], 0)
+    bad = np.any(np.any(var <= 0, axis=-1) | singular, axis=-1)
     if bad.any():
         raise ValueError(f"{name}.covariances must be positive definite{_at_batch(bad)} (a singular or "
                          "indefinite start has no density); start from the data's covariance, or "
