@@ -4,11 +4,13 @@ shared by the univariate (``jaxgmm/_fit.py``) and multivariate
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, Optional
 
 import jax.numpy as jnp
 
 from . import _validate
+from ._buckets import pad_observations
 from ._controls import Controls, Tuning, default_tol, resolve_tuning
 from ._em import times_pow2
 from ._params import Array
@@ -56,17 +58,22 @@ def normalise_weights(sample_weight):
 
 
 def engine_args(x, sample_weight, init, spec, *, tol, max_iter, scale_floor, accelerate, compact, size: int,
-                row_length: int) -> FitArgs:
+                event_ndim: int) -> FitArgs:
     """The part of the boundary both families share, after their own checks:
-    option checks, the default ``tol``, the weights' power-of-two
-    normalisation, traced :class:`Controls` and the static :class:`Tuning` for
-    ``size`` fits of ``row_length`` numbers of data each."""
+    option checks, the default ``tol``, padding the observations to one of a few
+    lengths (``_buckets.pad_observations``: a loop over sizes compiles a handful
+    of programs), the weights' power-of-two normalisation, traced
+    :class:`Controls` and the static :class:`Tuning` for ``size`` fits.  ``x``
+    is ``(..., n)`` followed by ``event_ndim - 1`` axes of one observation."""
     _validate.check_iteration_args(tol, max_iter)
     _validate.check_scale_floor(scale_floor)
     _validate.check_accelerate(accelerate)
     if compact is not None:
         compact = _validate.check_bool(compact, "compact")
     tol = default_tol(x.dtype) if tol is None else tol
+    x, sample_weight = pad_observations(x, sample_weight, event_ndim)
+    # A block's bytes: a dataset is its observations' numbers (D each when multivariate).
+    row_length = math.prod(x.shape[x.ndim - event_ndim:])
     weight_exp = None
     if sample_weight is not None:
         sample_weight, weight_exp = normalise_weights(sample_weight)

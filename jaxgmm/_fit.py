@@ -127,6 +127,9 @@ def fit(
     of fits differently), within the stopping error: a step more or less.
     Changing ``tol``, ``max_iter``, ``scale_floor`` or the data values does not
     recompile; changing shapes, dtypes, ``fixed`` or ``equal_scales`` does.
+    Calls of up to ``2**22`` numbers of data are padded with weight-0
+    observations to one of two lengths ``n`` per doubling (``jaxgmm/_buckets.py``),
+    so datasets of many sizes share a handful of programs.
 
     The computation follows the data's float dtype; the library never enables
     float64 by itself (set ``JAX_ENABLE_X64=1`` or ``jax.config`` for that).
@@ -229,8 +232,7 @@ def prepare_fit(x, init, *, fixed=(), equal_scales=False, tol=None, max_iter=DEF
     if sample_weight is not None:
         shapes.append(batch_shape_of(sample_weight, 1))
     return engine_args(x, sample_weight, init, spec, tol=tol, max_iter=max_iter, scale_floor=scale_floor,
-                       accelerate=accelerate, compact=compact, size=math.prod(jnp.broadcast_shapes(*shapes)),
-                       row_length=x.shape[-1])
+                       accelerate=accelerate, compact=compact, size=math.prod(jnp.broadcast_shapes(*shapes)), event_ndim=1)
 
 
 def _healthy_first_score(result: FitResult) -> Array:

@@ -6,7 +6,7 @@ pandas DataFrame), and fits each group by EM from its own starts, keeping its be
 **Buckets.**  A compiled program has fixed shapes, so fitting groups of 2,000 distinct
 sizes one by one compiled 2,000 programs (issue 16: about 6 s a group).  Here each
 group is padded with weight-0 observations to the next length of a geometric ladder
-(:func:`bucket_ladder`: ``BUCKETS_PER_OCTAVE`` lengths per doubling, multiples of 8),
+(``_buckets.ladder``: ``BUCKETS_PER_OCTAVE`` lengths per doubling, multiples of 8),
 and the groups of one length are fitted together, ``rows`` groups per engine call,
 ``rows`` the power of two that holds them between a minimum and a maximum set by the
 call's data size (:func:`plan_calls`): one call shape per length, so the number of
@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate
+from ._buckets import padded_lengths
 from ._fit import DEFAULT_MAX_ITER, DEFAULT_SCALE_FLOOR, best_of, fit
 from ._init import init_params
 from ._masks import impose_fixed
@@ -60,8 +61,6 @@ from ._spec import make_spec, n_free_parameters
 # Lengths per doubling of the bucket ladder: pads cost on average (2^(1/b) - 1) / ln 2^(1/b)
 # - 1 of the data (b = 1: 44%, b = 2: 21%), and each length is one more program.
 BUCKETS_PER_OCTAVE = 1
-# No bucket is shorter than this; lengths are multiples of it.
-MIN_BUCKET = 8
 # Observations (rows x length) per engine call: at least MIN_CALL_POINTS where the groups are
 # there (padding a call of short groups with copies costs little, and it keeps one program
 # for every small population), at most MAX_CALL_POINTS and MAX_CALL_ROWS rows.
@@ -149,28 +148,6 @@ def group_key(key, label):
 # --------------------------------------------------------------------------- #
 # Buckets and calls (reusable: nothing here is specific to groups)
 # --------------------------------------------------------------------------- #
-def bucket_ladder(largest: int, per_octave: int = BUCKETS_PER_OCTAVE, minimum: int = MIN_BUCKET) -> np.ndarray:
-    """The padded lengths up to the first one >= ``largest``: ``minimum``, then
-    ``2^(j / per_octave)`` rounded up to a multiple of ``minimum``, increasing."""
-    rungs = [minimum]
-    j = 0
-    while rungs[-1] < largest:
-        j += 1
-        rung = minimum * math.ceil(2 ** (j / per_octave) / minimum)
-        if rung > rungs[-1]:
-            rungs.append(rung)
-    return np.asarray(rungs, dtype=np.int64)
-
-
-def bucket_lengths(counts, per_octave: int = BUCKETS_PER_OCTAVE, minimum: int = MIN_BUCKET) -> np.ndarray:
-    """Each count's padded length: the smallest rung of :func:`bucket_ladder` >= it."""
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.size == 0:
-        return counts
-    ladder = bucket_ladder(int(counts.max()), per_octave, minimum)
-    return ladder[np.searchsorted(ladder, counts, side="left")]
-
-
 def _pow2_floor(v: float) -> int:
     return 1 << max(int(math.floor(math.log2(max(v, 1)))), 0)
 
@@ -213,14 +190,14 @@ def merge_buckets(lengths, merge_points: int = MERGE_POINTS) -> np.ndarray:
 def plan_calls(counts, per_octave: int = BUCKETS_PER_OCTAVE, merge_points: int = MERGE_POINTS) -> list[Call]:
     """Calls fitting datasets of ``counts`` observations (each >= 1): one call shape per bucket.
 
-    The ``p`` datasets of a bucket (:func:`bucket_lengths`, then :func:`merge_buckets`) run in calls of ``rows`` rows,
+    The ``p`` datasets of a bucket (``_buckets.padded_lengths``, then :func:`merge_buckets`) run in calls of ``rows`` rows,
     the smallest power of two holding them, within :func:`call_rows`' range, the last call
     padded with filler rows (:func:`pad_rows`).  So the shapes, and the compiled programs,
     number one per bucket, whatever the sizes; ``rows`` changes only when a bucket's
     population crosses a power of two.  Datasets keep their order within a bucket.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    lengths = merge_buckets(bucket_lengths(counts, per_octave), merge_points)
+    lengths = merge_buckets(padded_lengths(counts, per_octave), merge_points)
     calls = []
     for length in np.unique(lengths):
         members = np.flatnonzero(lengths == length)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import _mv_validate, _validate
+from ._buckets import pad_observations
 from ._units import _extent
 from ._mv_init import kmeans_start
 from ._mv_params import COVARIANCE_TYPES
@@ -168,6 +169,10 @@ def init_params(
     w = _validate.as_sample_weight(sample_weight, x)
     # NaN data would give NaN starts, and fit would then blame init; say so here.
     x, w = _validate.apply_nan_policy(x, w, nan_policy)
+    # As in fit: a loop over sizes compiles a program per rung, not per n.  The
+    # starts do not change: weight-0 observations are never drawn, and
+    # jax.random draws element i of a longer array as of the shorter one.
+    x, w = pad_observations(x, w, event_ndim=1)
     if w is not None:
         w = jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape))
         x = jnp.broadcast_to(x, w.shape)
@@ -203,6 +208,7 @@ def mv_init_params(key, x, k: int, *, n_starts, sample_weight, nan_policy, covar
     x = _mv_validate.as_mv_data(x)
     w = _validate.as_sample_weight(sample_weight, _mv_validate.rows_of(x))
     x, w = _mv_validate.apply_mv_nan_policy(x, w, nan_policy)
+    x, w = pad_observations(x, w, event_ndim=2)  # as in init_params
     batch = x.shape[:-2] if w is None else tuple(jnp.broadcast_shapes(x.shape[:-2], w.shape[:-1]))
     x = jnp.broadcast_to(x, batch + x.shape[-2:])
     if w is not None:

@@ -31,7 +31,5 @@ def prepare_mv_fit(x, init, *, covariance_type="full", fixed=(), tol=None, max_i
     _mv_validate.check_mv_structure(init, spec)
     _validate.check_enough_observations(rows, sample_weight, mv_n_free_parameters(spec, dim))
     shapes = [x.shape[:-2], init.weights.shape[:-1]] + ([] if sample_weight is None else [sample_weight.shape[:-1]])
-    # A block's bytes: each observation is D numbers.
     return engine_args(x, sample_weight, init, spec, tol=tol, max_iter=max_iter, scale_floor=scale_floor,
-                       accelerate=accelerate, compact=compact, size=math.prod(jnp.broadcast_shapes(*shapes)),
-                       row_length=x.shape[-2] * dim)
+                       accelerate=accelerate, compact=compact, size=math.prod(jnp.broadcast_shapes(*shapes)), event_ndim=2)

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from ._mv_params import FIELDS, MultivariateParams, MvSpec
-from ._validate import (_at_batch, _check_real, check_weight_values, float_observations, host_array, is_concrete,
-                        to_float)
+from ._validate import (_at_batch, _check_real, check_weight_values, float_observations, host_array, host_view,
+                        is_concrete, to_device, to_float)
 
 
 def rows_of(x) -> jax.ShapeDtypeStruct:
@@ -142,29 +142,39 @@ def apply_mv_nan_policy(x, sample_weight, nan_policy: str):
     """
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
-    finite_rows = jnp.all(jnp.isfinite(x), axis=-1)
+    # Concrete data in host memory are checked and filled by NumPy, compiling
+    # nothing per shape (_validate.host_view).
+    given = x
+    host = host_view(x, sample_weight)
+    xp = np if host is not None else jnp
+    if host is not None:
+        x, sample_weight = host
+    finite_rows = xp.all(xp.isfinite(x), axis=-1)
     if nan_policy == "raise":
-        if is_concrete(x, sample_weight) and not bool(jnp.all(finite_rows)):
+        if is_concrete(x, sample_weight) and not bool(xp.all(finite_rows)):
             ok = finite_rows if sample_weight is None else finite_rows | (sample_weight == 0)
-            bad = ~np.asarray(jnp.all(ok, axis=-1))
+            bad = ~np.asarray(xp.all(ok, axis=-1))
             if bad.any():
                 raise ValueError(f"x contains NaN or infinite values{_at_batch(bad, 'in datasets at')}; drop "
                                  "those rows, or pass nan_policy='omit' to treat them as absent")
         if sample_weight is None:
-            return x, None
+            return given, None
         present = sample_weight > 0
     else:
-        ones = jnp.ones((), x.dtype) if sample_weight is None else sample_weight
-        sample_weight = jnp.where(finite_rows, ones, 0).astype(x.dtype)
+        ones = xp.ones((), x.dtype) if sample_weight is None else sample_weight
+        sample_weight = xp.where(finite_rows, ones, 0).astype(x.dtype)
         present = sample_weight > 0
         if is_concrete(sample_weight):
             bad = ~np.any(np.asarray(present), axis=-1)
             if bad.any():
                 raise ValueError(f"x has no finite row with positive weight{_at_batch(bad)} "
                                  "after nan_policy='omit': nothing to fit")
-    fill = jnp.max(jnp.where(present[..., None], x, -jnp.inf), axis=-2, keepdims=True)
-    fill = jnp.where(jnp.isfinite(fill), fill, 0)
-    return jnp.where(present[..., None], x, fill).astype(x.dtype), sample_weight
+    fill = xp.max(xp.where(present[..., None], x, -np.inf), axis=-2, keepdims=True)
+    fill = xp.where(xp.isfinite(fill), fill, 0)
+    x = xp.where(present[..., None], x, fill).astype(x.dtype)
+    if host is not None:
+        return to_device(x), to_device(sample_weight)
+    return x, sample_weight
 
 
 def check_mv_batch_shapes(x, sample_weight, init: MultivariateParams) -> None:

@@ -32,6 +32,37 @@ def is_concrete(*arrays) -> bool:
     return not any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(arrays))
 
 
+def to_device(arr):
+    """A host array as a JAX array, by ``jax.device_put``; JAX arrays and tracers
+    as they are.
+
+    ``jnp.asarray`` of a NumPy array runs a small jitted copy, compiled anew for
+    every shape: for data that was one more program per dataset length (and its
+    memory mappings, see ``jaxgmm/_buckets.py``).  ``device_put`` compiles
+    nothing; the dtype is canonicalised on the host first (float64 to float32
+    unless x64 is on), as ``jnp.asarray`` would.
+    """
+    if not isinstance(arr, np.ndarray):
+        return jnp.asarray(arr)
+    return jax.device_put(arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype), copy=False))
+
+
+def host_view(*arrays):
+    """NumPy views of concrete arrays that live in host memory (CPU devices), or
+    ``None``: value checks there run in NumPy, compiling nothing, while data on
+    an accelerator are reduced where they live (only booleans come back)."""
+    if not is_concrete(*arrays):
+        return None
+    out = []
+    for a in arrays:
+        if isinstance(a, jax.Array):
+            if any(d.platform != "cpu" for d in a.sharding.device_set):
+                return None
+            a = np.asarray(a)
+        out.append(a)
+    return out
+
+
 def _first_indices(mask: np.ndarray, limit: int = 5) -> str:
     idx = [tuple(int(i) for i in t) if len(t) > 1 else int(t[0]) for t in zip(*np.nonzero(mask))]
     more = f" (and {len(idx) - limit} more)" if len(idx) > limit else ""
@@ -201,7 +232,7 @@ def float_observations(x, name: str = "x"):
         raise TypeError(f"{name} must be an array of observations, got {type(x).__name__}")
     arr = host_array(x, name)
     _check_real(arr.dtype, name, "real-valued")
-    return jnp.asarray(to_float(arr, name, data_float_dtype(arr.dtype)))
+    return to_device(to_float(arr, name, data_float_dtype(arr.dtype)))
 
 
 def as_data(x, name: str = "x"):
@@ -304,7 +335,7 @@ def as_sample_weight(sample_weight, x, *, something_to_fit: bool = True):
     except ValueError:
         raise ValueError(f"sample_weight batch shape {w.shape[:-1]} does not broadcast "
                          f"with x batch shape {x.shape[:-1]}") from None
-    w = jnp.asarray(to_float(w, "sample_weight", x.dtype))
+    w = to_device(to_float(w, "sample_weight", x.dtype))
     if is_concrete(w):
         wn = np.asarray(w)
         bad = ~np.all(np.isfinite(wn) & (wn >= 0), axis=-1)
@@ -338,13 +369,16 @@ def check_data_values(x, sample_weight=None) -> bool:
     """
     if not is_concrete(x, sample_weight):
         return True
-    # Reduce where the data live (a GPU, say); only booleans come to the host.
-    finite = jnp.isfinite(x)
-    if bool(jnp.all(finite)):
+    host = host_view(x, sample_weight)
+    xp = np if host is not None else jnp  # see host_view
+    if host is not None:
+        x, sample_weight = host
+    finite = xp.isfinite(x)
+    if bool(xp.all(finite)):
         return False
     if sample_weight is not None:
         finite = finite | (sample_weight == 0)
-    bad = ~np.asarray(jnp.all(finite, axis=-1))
+    bad = ~np.asarray(xp.all(finite, axis=-1))
     if bad.any():
         at = _at_batch(bad, "in datasets at")
         raise ValueError(f"x contains NaN or infinite values{at}; drop them, or pass "
@@ -393,7 +427,7 @@ def check_scale_floor(scale_floor) -> None:
                          f"data's standard deviation), got {scale_floor!r}")
 
 
-def _fill_absent(x, present):
+def _fill_absent(x, present, xp=jnp):
     """``x`` with its absent entries replaced by a present value of the same dataset.
 
     Absent entries carry weight 0, but their values still pass through the
@@ -403,9 +437,9 @@ def _fill_absent(x, present):
     inf poisons the sums.  The dataset's largest present value is always within
     its own range (0 where none is present).
     """
-    fill = jnp.max(jnp.where(present, x, -jnp.inf), axis=-1, keepdims=True)
-    fill = jnp.where(jnp.isfinite(fill), fill, 0)
-    return jnp.where(present, x, fill).astype(x.dtype)
+    fill = xp.max(xp.where(present, x, -np.inf), axis=-1, keepdims=True)
+    fill = xp.where(xp.isfinite(fill), fill, 0)
+    return xp.where(present, x, fill).astype(x.dtype)
 
 
 def apply_nan_policy(x, sample_weight, nan_policy: str):
@@ -416,27 +450,39 @@ def apply_nan_policy(x, sample_weight, nan_policy: str):
     are absent, but must not poison the sums) and ``sample_weight`` is always an
     array.
     """
+    if nan_policy not in ("raise", "omit"):
+        raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
     if nan_policy == "raise":
         nonfinite = check_data_values(x, sample_weight)
-        if sample_weight is not None and (nonfinite or not is_concrete(sample_weight)
-                                          or bool(jnp.any(sample_weight == 0))):
-            # Values with weight 0 are absent: whatever they hold (NaN, inf, or a
-            # finite value far from the data) must not reach the sums, where
-            # 0 * NaN would poison the whole fit.
+        if sample_weight is None:
+            return x, None
+        host = host_view(x, sample_weight)
+        if host is not None:
+            hx, hw = host
+            if nonfinite or np.any(hw == 0):
+                # Values with weight 0 are absent: whatever they hold (NaN, inf, or
+                # a finite value far from the data) must not reach the sums, where
+                # 0 * NaN would poison the whole fit.
+                x = to_device(_fill_absent(hx, hw > 0, np))
+        elif nonfinite or not is_concrete(sample_weight) or bool(jnp.any(sample_weight == 0)):
             x = _fill_absent(x, sample_weight > 0)
         return x, sample_weight
-    if nan_policy != "omit":
-        raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
-    present = jnp.isfinite(x)
-    ones = jnp.ones((), x.dtype) if sample_weight is None else sample_weight
-    sample_weight = jnp.where(present, ones, 0).astype(x.dtype)
-    x = _fill_absent(x, present)
+    host = host_view(x, sample_weight)
+    xp = np if host is not None else jnp  # see host_view
+    if host is not None:
+        x, sample_weight = host
+    present = xp.isfinite(x)
+    ones = xp.ones((), x.dtype) if sample_weight is None else sample_weight
+    sample_weight = xp.where(present, ones, 0).astype(x.dtype)
+    x = _fill_absent(x, present, xp)
     if is_concrete(sample_weight):
         bad = ~np.any(np.asarray(sample_weight) > 0, axis=-1)
         if bad.any():
             at = _at_batch(bad)
             raise ValueError(f"x has no finite observation with positive weight{at} "
                              "after nan_policy='omit': nothing to fit")
+    if host is not None:
+        x, sample_weight = to_device(x), to_device(sample_weight)
     return x, sample_weight
 
 

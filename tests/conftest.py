@@ -6,6 +6,7 @@ current mode, and tolerances derive from its machine epsilon, not from trial and
 error.
 """
 
+import contextlib
 import os
 import sys
 
@@ -111,3 +112,20 @@ def _stay_under_the_mapping_limit():
         jax.clear_caches()
         _study._compiled_chunk.cache_clear()  # ahead-of-time compiled, outside jax's caches
         _sharding._sharded_fit.cache_clear()
+
+
+@contextlib.contextmanager
+def backend_compiles():
+    """A list that receives one entry per XLA compilation (every program, however
+    small) made inside the block."""
+    seen = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from conftest import DTYPE, rtol_for
+from conftest import DTYPE, backend_compiles, rtol_for
 from jaxgmm import MixtureParams, Status
 from jaxgmm import _groups
 from jaxgmm._groups import group_key
@@ -299,14 +299,7 @@ def test_192_distinct_sizes_compile_one_program_per_bucket(monkeypatch):
     shapes = {(c.length, c.rows) for c in plan}
     buckets = {c.length for c in plan}
     assert len(buckets) == 2 and len(shapes) == len(buckets)
-    compiles = []
-
-    def listen(event, duration, **kw):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with backend_compiles() as compiles:
         engine_before = jaxgmm._engine.solve._cache_size()
         res = fit_groups(data)
         engine_programs = jaxgmm._engine.solve._cache_size() - engine_before
@@ -314,8 +307,6 @@ def test_192_distinct_sizes_compile_one_program_per_bucket(monkeypatch):
         # Other values, other labels, other order, the same buckets: nothing compiles.
         again = fit_groups({f"h{i}": draw(777 + i, n) for i, n in enumerate(sizes[::-1])})
         second = len(compiles) - first
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert res.converged.mean() > 0.95 and again.converged.mean() > 0.95
     # One engine program per call shape at most (fewer where an earlier test compiled one),
     # and every other program of a call (starts, validation, best_of) a few per shape.
