@@ -12,8 +12,9 @@ follows the data's float dtype.
 The log-joint terms ``log pi_k + log N(x_i | mu_k, Sigma_k)`` come from the E-pass's
 own code (``jaxgmm/_mv_em.py``: Cholesky factors, forward substitution, the
 softmax and log-sum-exp clamped to their exact bounds), so a responsibility here
-is exactly what EM's E-step computes.  One difference, for data whose dimensions
-have very different units: before factoring, every dimension is rescaled by a
+is exactly what the public :func:`jaxgmm.e_step` computes
+(``_mv_em.log_joint_of_data``).  For data whose dimensions have very different
+units, before factoring every dimension is rescaled by a
 power of two near its largest component standard deviation.  That is exact (no
 rounding: the terms are those of the user's units, the log density shifted by the
 log of the units), but it makes the pivot floor (``D eps`` times a matrix's
@@ -24,18 +25,15 @@ floor of 24) would be read as 24 and 24.
 
 from __future__ import annotations
 
-import math
-
 import jax.numpy as jnp
 import numpy as np
 
 from . import _mv_validate, _validate
 from ._batching import broadcast_vmap
-from ._mv_em import _log_joint, _posterior, _rounding_floor
+from ._mv_em import _posterior, log_joint_of_data
 from ._mv_params import Array, MultivariateParams
 from ._xla import jit
 
-_LOG_2 = math.log(2.0)
 
 
 def inputs(x, params: MultivariateParams, name: str = "x") -> tuple[Array, MultivariateParams]:
@@ -59,31 +57,18 @@ def inputs(x, params: MultivariateParams, name: str = "x") -> tuple[Array, Multi
     return x, params
 
 
-def _terms(x: Array, weights: Array, means: Array, covariances: Array) -> tuple[Array, Array]:
-    """Log-joint terms ``(K, n)`` of one dataset ``x`` ``(n, D)`` and one mixture,
-    and the log of the units they are in (``()``): ``log p(x_i)`` is the
-    log-sum-exp of the terms minus it."""
-    # Per dimension, 2**half is within a factor sqrt(2) of its largest component sd.
-    _, e = jnp.frexp(jnp.max(jnp.diagonal(covariances, axis1=-2, axis2=-1), axis=0))  # (D,)
-    half = e // 2
-    scaled = MultivariateParams(weights, jnp.ldexp(means, -half),
-                                jnp.ldexp(covariances, -(half[:, None] + half[None, :])))
-    a, _ = _log_joint(jnp.ldexp(x, -half).T, scaled, "full", _rounding_floor(scaled.covariances))
-    return a, _LOG_2 * jnp.sum(half).astype(x.dtype)
-
-
 def _resp_one(x, weights, means, covariances):
-    a, _ = _terms(x, weights, means, covariances)
+    a, _ = log_joint_of_data(x, MultivariateParams(weights, means, covariances))
     return _posterior(a)[0].T
 
 
 def _label_one(x, weights, means, covariances):
-    a, _ = _terms(x, weights, means, covariances)
+    a, _ = log_joint_of_data(x, MultivariateParams(weights, means, covariances))
     return jnp.argmax(a, axis=0).astype(jnp.int32)
 
 
 def _log_density_one(x, weights, means, covariances):
-    a, log_unit = _terms(x, weights, means, covariances)
+    a, log_unit = log_joint_of_data(x, MultivariateParams(weights, means, covariances))
     return _posterior(a)[1] - log_unit
 
 

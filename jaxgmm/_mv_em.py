@@ -526,6 +526,26 @@ def _as_float(x: Array, params: MultivariateParams) -> tuple[Array, Multivariate
     return jnp.asarray(x, dtype), MultivariateParams(*(jnp.asarray(f, dtype) for f in params))
 
 
+def log_joint_of_data(x: Array, params: MultivariateParams) -> tuple[Array, Array]:
+    """Log-joint terms ``(K, n)`` of one dataset ``x`` ``(n, D)`` in its own units,
+    and the log of the units they come in (``()``): ``log p(x_i)`` is the
+    log-sum-exp of the terms minus it.
+
+    The fit works on standardised data; data as given can have dimensions in
+    units far apart (spreads 1e4 and 1e-2), where the pivot floor ``D eps`` times
+    the *largest* variance swamped the small one: float32 log-likelihoods off by
+    a thousand.  So each dimension is first divided by a power of two near its
+    largest component sd (exact: no rounding), and the terms' constant carries
+    the units back.
+    """
+    _, e = jnp.frexp(jnp.max(jnp.diagonal(params.covariances, axis1=-2, axis2=-1), axis=0))  # (D,)
+    half = e // 2  # 2**half is within a factor sqrt(2) of the largest sd
+    scaled = MultivariateParams(params.weights, jnp.ldexp(params.means, -half),
+                                jnp.ldexp(params.covariances, -(half[:, None] + half[None, :])))
+    a, _ = _log_joint(jnp.ldexp(x, -half).T, scaled, "full", _rounding_floor(scaled.covariances))
+    return a, math.log(2.0) * jnp.sum(half).astype(x.dtype)
+
+
 def e_step(x: Array, params: MultivariateParams, sample_weight: Optional[Array] = None) -> tuple[Array, Array]:
     """E-step for one dataset: responsibilities ``(n, K)`` and the log-likelihood.
 
@@ -537,11 +557,13 @@ def e_step(x: Array, params: MultivariateParams, sample_weight: Optional[Array] 
 
     Returns ``(resp, loglik)``, ``loglik = sum_i w_i log p(x_i | params)``.  Pivots
     of the Cholesky factors below their rounding level (``D eps`` times the largest
-    variance) are floored there, so a singular covariance gives finite values.
+    variance, after :func:`log_joint_of_data` has put every dimension in units of
+    its own spread) are floored there, so a singular covariance gives finite values.
     """
     x, params = _as_float(x, params)
-    a, _ = _log_joint(x.T, params, "full", _rounding_floor(params.covariances))
+    a, log_unit = log_joint_of_data(x, params)
     resp, point_ll = _posterior(a)
+    point_ll = point_ll - log_unit
     ll = jnp.sum(point_ll if sample_weight is None else point_ll * sample_weight)
     return resp.T, ll
 

@@ -211,6 +211,29 @@ def test_e_step_in_many_dimensions():
     np.testing.assert_allclose(float(ll), want_ll, rtol=rtol_for(x.size * dim) * 8)
 
 
+def test_e_step_and_log_likelihood_in_units_far_apart():
+    # Dimensions with spreads 1e4 and 1e-2 (variances 16 decades apart): a pivot
+    # floor of D eps times the largest variance (about 24 in float32) swamped the
+    # small one, and the float32 log-likelihood came out ~1100 too low.  The
+    # public steps put each dimension in units of its own spread first.
+    rng = np.random.default_rng(31)
+    n = 400
+    scale = np.array([1e4, 1e-2])
+    x = np.where(rng.random(n)[:, None] < 0.4, rng.normal(0, 1, (n, 2)), rng.normal(2, 0.5, (n, 2))) * scale
+    x = x.astype(DTYPE).astype(np.float64)  # the data the library sees, exactly
+    corr = np.array([[1.0, 0.3], [0.3, 1.0]])
+    start = (np.array([0.4, 0.6]), np.array([[0.0, 0.0], [2.0, 2.0]]) * scale,
+             np.stack([corr, 0.25 * corr]) * np.outer(scale, scale))
+    resp, ll = jaxgmm.e_step(jnp.asarray(x, DTYPE), to_params(start))
+    want_resp, want_ll = ref.e_step(x, *start)
+    a = ref.log_joint(x, *start)
+    atol = 16 * D * D * EPS * (1 + np.max(np.abs(a) + np.abs(ref.logsumexp(a, 1))[:, None]))
+    np.testing.assert_allclose(np.asarray(resp), want_resp, rtol=0, atol=atol)
+    np.testing.assert_allclose(float(ll), want_ll, rtol=rtol_for(x.size * D) * 8)
+    batch = jaxgmm.log_likelihood(jnp.asarray(np.stack([x, x]), DTYPE), to_params(start))
+    np.testing.assert_allclose(np.asarray(batch), [want_ll, want_ll], rtol=rtol_for(x.size * D) * 8)
+
+
 @pytest.mark.parametrize("kind", ["full", "diag"])
 def test_stats_pass_is_centred_at_the_current_means(kind):
     x = draw(2)
