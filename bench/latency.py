@@ -57,7 +57,8 @@ print(json.dumps(dict(import_s=t_import, first_s=one(1000, 0), next_n_s=one(999,
 
 def child(env) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
-    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, check=True)
+    # cwd=ROOT: "python -c" puts the working directory first on sys.path.
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
