@@ -40,7 +40,7 @@ from ._distributions import predict_proba, score_samples
 from ._fit import best_of, fit
 from ._inference import n_parameters, standard_errors
 from ._init import METHODS, init_params
-from ._mv_params import MultivariateParams, make_mv_spec, mv_n_free_parameters
+from ._mv_params import MultivariateParams
 from ._params import FitResult, MixtureParams, Status
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -373,7 +373,7 @@ class GaussianMixture:
                              f"n_samples = {n}")
         w = _as_sample_weight(sample_weight, n)
         fixed = () if self.fixed is None else self.fixed
-        n_free = mv_n_free_parameters(make_mv_spec(fixed, k, kind), dim)
+        n_free = n_parameters(k, fixed=fixed, covariance_type=kind, n_features=dim)
         if n < n_free:
             raise ValueError(f"GaussianMixture needs at least as many observations as free parameters: got "
                              f"n_samples = {n} for {n_free} free parameters ({k} components, {dim} features, "
@@ -476,8 +476,8 @@ class GaussianMixture:
         the fixed ones."""
         fixed = () if self.fixed is None else self.fixed
         if self.n_features_in_ > 1:
-            spec = make_mv_spec(fixed, len(self.weights_), self.covariance_type)
-            return mv_n_free_parameters(spec, self.n_features_in_)
+            return n_parameters(len(self.weights_), fixed=fixed, covariance_type=self.covariance_type,
+                                n_features=self.n_features_in_)
         equal = bool(self.equal_scales) or self.covariance_type == "tied"
         return n_parameters(len(self.weights_), fixed=fixed, equal_scales=equal)
 

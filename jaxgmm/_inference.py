@@ -41,7 +41,7 @@ from ._init import init_params
 from ._blocks import map_in_blocks
 from ._distributions import _log_joint, _logsumexp
 from ._units import Standardiser
-from ._mv_params import MvSpec, mv_n_free_parameters
+from ._mv_params import MvSpec, make_mv_spec, mv_n_free_parameters
 from ._params import Array, FitResult, MixtureParams
 from ._spec import make_spec, n_free_parameters
 from ._xla import jit
@@ -342,15 +342,30 @@ best_of_jit = jit(best_of, static_argnames=("axis",))
 # --------------------------------------------------------------------------- #
 # Information criteria and the number of components
 # --------------------------------------------------------------------------- #
-def n_parameters(n_components: int, *, fixed=(), equal_scales: bool = False) -> int:
+def n_parameters(n_components: int, *, fixed=(), equal_scales: bool = False, covariance_type=None,
+                 n_features=None) -> int:
     """Number of free parameters of a ``K``-component model (for AIC/BIC).
 
     ``K`` free weights count ``K - 1`` (they sum to one); with some weights fixed
     the ``F`` free ones count ``F - 1``; equal scales count once; fixed entries
     not at all. E.g. the textbook model (scales known, K = 2) has 3.
     ``n_components`` must be an integer >= 1.
+
+    Multivariate models: pass ``covariance_type`` (``"full"``, ``"diag"``,
+    ``"spherical"``, ``"tied"``) and ``n_features`` (``D``); a free mean counts
+    ``D``, a free covariance ``D (D + 1) / 2`` (full), ``D`` (diag) or 1
+    (spherical), a tied one once: scikit-learn's ``_n_parameters``. ``fixed`` as
+    in :func:`jaxgmm.fit` for a :class:`MultivariateParams` start.
     """
-    return n_free_parameters(make_spec(fixed, _validate.as_count(n_components, "n_components"), equal_scales))
+    k = _validate.as_count(n_components, "n_components")
+    if covariance_type is None and n_features is None:
+        return n_free_parameters(make_spec(fixed, k, equal_scales))
+    if covariance_type is None or n_features is None:
+        raise ValueError("a multivariate model needs both covariance_type and n_features, got "
+                         f"covariance_type={covariance_type!r}, n_features={n_features!r}")
+    if equal_scales:
+        raise ValueError("equal_scales applies to univariate models; use covariance_type='tied'")
+    return mv_n_free_parameters(make_mv_spec(fixed, k, covariance_type), _validate.as_count(n_features, "n_features"))
 
 
 def _loglik_of(result_or_loglik):

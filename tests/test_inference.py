@@ -196,6 +196,32 @@ def test_n_parameters(k, fixed, equal, expected):
     assert jaxgmm.n_parameters(k, fixed=fixed, equal_scales=equal) == expected
 
 
+@pytest.mark.parametrize("kind", ["full", "diag", "spherical", "tied"])
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_multivariate_n_parameters_are_the_covariance_types_counts(kind, dim):
+    k = 3
+    per_cov = {"full": dim * (dim + 1) // 2, "diag": dim, "spherical": 1, "tied": dim * (dim + 1) // 2}[kind]
+    covs = per_cov if kind == "tied" else k * per_cov  # one shared matrix, or one per component
+    assert jaxgmm.n_parameters(k, covariance_type=kind, n_features=dim) == (k - 1) + k * dim + covs
+    # Fixed entries do not count: known covariances leave weights and means; one known mean less.
+    assert jaxgmm.n_parameters(k, covariance_type=kind, n_features=dim, fixed="covariances") == (k - 1) + k * dim
+    held = jaxgmm.MultivariateParams(False, [True, False, False], False)
+    assert jaxgmm.n_parameters(k, covariance_type=kind, n_features=dim, fixed=held) == (k - 1) + (k - 1) * dim + covs
+
+
+def test_multivariate_n_parameters_need_both_the_type_and_the_dimension():
+    with pytest.raises(ValueError, match="both covariance_type and n_features"):
+        jaxgmm.n_parameters(2, covariance_type="full")
+    with pytest.raises(ValueError, match="both covariance_type and n_features"):
+        jaxgmm.n_parameters(2, n_features=3)
+    with pytest.raises(ValueError, match="n_features must be an integer >= 1"):
+        jaxgmm.n_parameters(2, covariance_type="diag", n_features=0)
+    with pytest.raises(ValueError, match="covariance_type"):
+        jaxgmm.n_parameters(2, covariance_type="banded", n_features=2)
+    with pytest.raises(ValueError, match="equal_scales"):
+        jaxgmm.n_parameters(2, covariance_type="full", n_features=2, equal_scales=True)
+
+
 def test_aic_bic_and_select_components():
     x = jnp.asarray(_textbook_data(), DTYPE)
     choice = jaxgmm.select_components(jax.random.key(0), x, 2, n_starts=3, method="quantile")
