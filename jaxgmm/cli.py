@@ -471,6 +471,12 @@ def _fit(args) -> int:
     given = _fixed_values(args)
     if args.kmax is not None and (given or args.k_given):
         raise CLIError("--kmax chooses K itself: leave out -k and fixed values")
+    if args.lrt and given:
+        raise CLIError("--lrt tests models with every parameter free (or --equal-scales): leave out fixed values")
+    if args.lrt and not 0.0 < args.lrt_alpha < 1.0:
+        raise CLIError(f"--lrt-alpha must lie strictly between 0 and 1, got {args.lrt_alpha}")
+    if args.lrt and args.kmax == 1:
+        raise CLIError("--lrt with --kmax needs KMAX >= 2 (it tests 1 vs 2 first)")
     if data.size < 2:
         raise CLIError(f"{args.file!r} holds {data.size} usable number(s); need at least 2")
     _check_float32_range(data, args)
@@ -492,7 +498,22 @@ def _fit(args) -> int:
     key = jax.random.key(args.seed)
     print(f"{PROG} fit {args.file}: n = {data.size}"
           + (f" ({dropped} missing values dropped)" if dropped else "") + f", {x.dtype}")
-    if args.kmax is not None:
+    lrt_kwargs = dict(reps=args.lrt_reps, n_starts=args.restarts, equal_scales=args.equal_scales)
+    if args.kmax is not None and args.lrt:
+        from ._lrt import sequential_lrt
+
+        seq = sequential_lrt(jax.random.fold_in(key, 2 * 10 ** 6), x, max_components=args.kmax,
+                             alpha=args.lrt_alpha, **lrt_kwargs)
+        print()
+        _print_lrt_steps(seq.steps)
+        k = seq.n_components
+        print(f"bootstrap LRT at level {args.lrt_alpha:g}: K = {k}"
+              + (f" (every test up to {args.kmax} rejected: K >= {k})" if seq.reached_max else "")
+              + " (shown below)")
+        starts = init_params(key, x, k, method=args.init, n_starts=args.restarts)
+        result = best_of_jit(fit(x, starts, equal_scales=args.equal_scales), axis=0)
+        fixed = spec_mask(make_spec((), k, args.equal_scales))
+    elif args.kmax is not None:
         choice = select_components(key, x, args.kmax, n_starts=args.restarts, method=args.init,
                                    equal_scales=args.equal_scales)
         print()
@@ -529,6 +550,12 @@ def _fit(args) -> int:
     print(f"log-likelihood {ll:.4f}   free parameters {p}   AIC {float(aic(ll, p)):.4f}   "
           f"BIC {float(bic(ll, p, data.size)):.4f}")
     print("standard errors from the observed information (Hessian of the log-likelihood at the estimate)")
+    if args.lrt and args.kmax is None:
+        from ._lrt import bootstrap_lrt
+
+        test = bootstrap_lrt(jax.random.fold_in(key, 2 * 10 ** 6), x, k, **lrt_kwargs)
+        print()
+        _print_lrt_steps([test])
     if args.bootstrap:
         b = bootstrap(jax.random.fold_in(key, 10 ** 6), x, result, args.bootstrap, fixed=fixed,
                       equal_scales=equal, progress=False)
@@ -619,7 +646,7 @@ def _fit_groups(args) -> int:
     import numpy as np
 
     for flag, bad in (("--kmax", args.kmax is not None), ("--bootstrap", args.bootstrap),
-                      ("--plot", args.plot is not None)):
+                      ("--plot", args.plot is not None), ("--lrt", args.lrt)):
         if bad:
             raise CLIError(f"{flag} is not available with --group-by")
     k = args.k
@@ -751,6 +778,17 @@ def _check_fit_limits(args, n: int, itemsize: int) -> None:
                   "joined)", "use fewer --bootstrap resamples")
 
 
+def _print_lrt_steps(steps) -> None:
+    """One line per bootstrap likelihood-ratio test: K0 vs K1, the statistic, its
+    p-value (and the bound counting every flagged replicate as exceeding)."""
+    import numpy as np
+
+    print(f"{'test':>8}  {'2 (ll1 - ll0)':>14}  {'p-value':>8}  {'p (flagged exceed)':>18}  {'replicates':>10}  flagged")
+    for t in steps:
+        print(f"{f'{t.k0} vs {t.k1}':>8}  {t.statistic:>14.4f}  {t.p_value:>8.4f}  {t.p_value_max:>18.4f}  "
+              f"{t.boot_statistics.size:>10}  {int(np.sum(t.flagged))}")
+
+
 def _print_table(params, se, fixed, k: int) -> None:
     import numpy as np
 
@@ -877,6 +915,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--decimal", choices=("auto", ".", ","), default="auto",
                    help="decimal mark: ',' reads 1,5 as 1.5; '.' reads commas as column separators; "
                         "auto (default) stops with a message on numbers that look like 1,5")
+    f.add_argument("--lrt", action="store_true",
+                   help="bootstrap likelihood-ratio test for the number of components (mclust's "
+                        "mclustBootstrapLRT): with --kmax, choose K by testing 1 vs 2, 2 vs 3, ... "
+                        "instead of by BIC; without it, test the fitted K against K + 1")
+    f.add_argument("--lrt-reps", type=_positive_int, default=999, metavar="B",
+                   help="bootstrap replicates per test (default 999)")
+    f.add_argument("--lrt-alpha", type=float, default=0.05, help="level of each test (default 0.05)")
     f.add_argument("--bootstrap", type=_resamples, default=0, metavar="B",
                    help="also report nonparametric bootstrap SEs and percentile intervals from B resamples")
     f.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")

@@ -186,6 +186,37 @@ def test_fit_kmax_and_bootstrap_in_process(textbook_file, capsys):
     assert "smallest BIC: K = 2" in out and "percentile interval" in out
 
 
+@pytest.mark.slow
+def test_fit_lrt_chooses_k_by_bootstrap_tests_and_tests_a_fitted_k(textbook_file, capsys):
+    folder, x = textbook_file  # 0.2 N(0, 1) + 0.8 N(5, 2): two components, far apart
+    code = cli.main(["fit", str(folder / "x.npy"), "--kmax", "3", "--lrt", "--lrt-reps", "19", "--restarts", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [line.split() for line in out.splitlines() if " vs " in line]
+    # 1 vs 2 rejects with the smallest p-value 19 replicates allow; the sequence
+    # then tests 2 vs 3 and the choice is K = 2 unless that test rejects too.
+    assert lines[0][:3] == ["1", "vs", "2"] and float(lines[0][4]) == pytest.approx(1 / 20)
+    assert lines[1][:3] == ["2", "vs", "3"]
+    chosen = 2 if float(lines[1][4]) > 0.05 else 3
+    assert f"bootstrap LRT at level 0.05: K = {chosen}" in out and f"K = {chosen}, best of 3" in out
+    code = cli.main(["fit", str(folder / "x.npy"), "-k", "2", "--lrt", "--lrt-reps", "19", "--restarts", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and "K = 2, best of 3" in out
+    assert [line.split()[:3] for line in out.splitlines() if " vs " in line] == [["2", "vs", "3"]]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lrt", "--means", "0,_"], "--lrt tests models with every parameter free"),
+    (["--lrt", "--lrt-alpha", "1.5"], "--lrt-alpha must lie strictly between 0 and 1"),
+    (["--lrt", "--kmax", "1"], "--kmax needs KMAX >= 2"),
+])
+def test_fit_lrt_refuses_what_it_cannot_test(textbook_file, capsys, argv, message):
+    folder, _ = textbook_file
+    assert cli.main(["fit", str(folder / "x.npy"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
 def test_fit_plot_is_written_after_the_fit_and_checked_before(textbook_file, tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
     folder, x = textbook_file
