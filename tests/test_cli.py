@@ -205,14 +205,15 @@ def test_fit_lrt_chooses_k_by_bootstrap_tests_and_tests_a_fitted_k(textbook_file
     assert [line.split()[:3] for line in out.splitlines() if " vs " in line] == [["2", "vs", "3"]]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--lrt", "--means", "0,_"], "--lrt tests models with every parameter free"),
-    (["--lrt", "--lrt-alpha", "1.5"], "--lrt-alpha must lie strictly between 0 and 1"),
-    (["--lrt", "--kmax", "1"], "--kmax needs KMAX >= 2"),
+@pytest.mark.parametrize("name, argv, message", [
+    ("x.npy", ["--lrt", "--means", "0,_"], "--lrt tests models with every parameter free"),
+    ("x.npy", ["--lrt", "--lrt-alpha", "1.5"], "--lrt-alpha must lie strictly between 0 and 1"),
+    ("x.npy", ["--lrt", "--kmax", "1"], "--kmax needs KMAX >= 2"),
+    ("x.csv", ["--lrt", "--group-by", "id"], "--lrt is not available with --group-by"),
 ])
-def test_fit_lrt_refuses_what_it_cannot_test(textbook_file, capsys, argv, message):
+def test_fit_lrt_refuses_what_it_cannot_test(textbook_file, capsys, name, argv, message):
     folder, _ = textbook_file
-    assert cli.main(["fit", str(folder / "x.npy"), *argv]) == 2
+    assert cli.main(["fit", str(folder / name), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
