@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 import numpy as np
 
 from . import _validate
@@ -85,13 +84,8 @@ def pad_observations(x, sample_weight, event_ndim: int):
     widths[axis] = (0, m - n)
     # Concrete data in host memory are padded by NumPy: jnp.pad is one more
     # compiled program per shape, the very thing padding is there to avoid.
-    host = _validate.host_view(x, sample_weight)
-    xp = np if host is not None else jnp
-    if host is not None:
-        x, sample_weight = host
+    xp, (x, sample_weight) = _validate.array_module(x, sample_weight)
     w = xp.ones((n,), x.dtype) if sample_weight is None else sample_weight
     x = xp.pad(x, widths, mode="edge")
     w = xp.pad(w, [(0, 0)] * (w.ndim - 1) + [(0, m - n)])
-    if host is not None:
-        x, w = _validate.to_device(x), _validate.to_device(w)
-    return x, w
+    return _validate.to_device(x), _validate.to_device(w)

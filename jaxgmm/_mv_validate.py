@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from ._mv_params import FIELDS, MultivariateParams, MvSpec
-from ._validate import (_at_batch, _check_real, check_weight_values, float_observations, host_array, host_view,
-                        is_concrete, to_device, to_float)
+from ._validate import (_at_batch, _check_real, check_weight_values, float_observations, host_array,
+                        array_module, is_concrete, to_device, to_float)
 
 
 def rows_of(x) -> jax.ShapeDtypeStruct:
@@ -143,12 +143,9 @@ def apply_mv_nan_policy(x, sample_weight, nan_policy: str):
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
     # Concrete data in host memory are checked and filled by NumPy, compiling
-    # nothing per shape (_validate.host_view).
+    # nothing per shape (_validate.array_module).
     given = x
-    host = host_view(x, sample_weight)
-    xp = np if host is not None else jnp
-    if host is not None:
-        x, sample_weight = host
+    xp, (x, sample_weight) = array_module(x, sample_weight)
     finite_rows = xp.all(xp.isfinite(x), axis=-1)
     if nan_policy == "raise":
         if is_concrete(x, sample_weight) and not bool(xp.all(finite_rows)):
@@ -172,9 +169,7 @@ def apply_mv_nan_policy(x, sample_weight, nan_policy: str):
     fill = xp.max(xp.where(present[..., None], x, -np.inf), axis=-2, keepdims=True)
     fill = xp.where(xp.isfinite(fill), fill, 0)
     x = xp.where(present[..., None], x, fill).astype(x.dtype)
-    if host is not None:
-        return to_device(x), to_device(sample_weight)
-    return x, sample_weight
+    return to_device(x), to_device(sample_weight)
 
 
 def check_mv_batch_shapes(x, sample_weight, init: MultivariateParams) -> None:

@@ -47,20 +47,22 @@ def to_device(arr):
     return jax.device_put(arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype), copy=False))
 
 
-def host_view(*arrays):
-    """NumPy views of concrete arrays that live in host memory (CPU devices), or
-    ``None``: value checks there run in NumPy, compiling nothing, while data on
-    an accelerator are reduced where they live (only booleans come back)."""
+def array_module(*arrays):
+    """``(xp, arrays)``: NumPy and NumPy views of ``arrays`` where all are
+    concrete and live in host memory (CPU devices), else ``jax.numpy`` and the
+    arrays as they are.  Value checks on host data then run in NumPy, compiling
+    nothing per shape, while data on an accelerator are reduced where they live
+    (only booleans come back).  :func:`to_device` brings either result back."""
     if not is_concrete(*arrays):
-        return None
+        return jnp, list(arrays)
     out = []
     for a in arrays:
         if isinstance(a, jax.Array):
             if any(d.platform != "cpu" for d in a.sharding.device_set):
-                return None
+                return jnp, list(arrays)
             a = np.asarray(a)
         out.append(a)
-    return out
+    return np, out
 
 
 def _first_indices(mask: np.ndarray, limit: int = 5) -> str:
@@ -369,10 +371,7 @@ def check_data_values(x, sample_weight=None) -> bool:
     """
     if not is_concrete(x, sample_weight):
         return True
-    host = host_view(x, sample_weight)
-    xp = np if host is not None else jnp  # see host_view
-    if host is not None:
-        x, sample_weight = host
+    xp, (x, sample_weight) = array_module(x, sample_weight)
     finite = xp.isfinite(x)
     if bool(xp.all(finite)):
         return False
@@ -456,21 +455,14 @@ def apply_nan_policy(x, sample_weight, nan_policy: str):
         nonfinite = check_data_values(x, sample_weight)
         if sample_weight is None:
             return x, None
-        host = host_view(x, sample_weight)
-        if host is not None:
-            hx, hw = host
-            if nonfinite or np.any(hw == 0):
-                # Values with weight 0 are absent: whatever they hold (NaN, inf, or
-                # a finite value far from the data) must not reach the sums, where
-                # 0 * NaN would poison the whole fit.
-                x = to_device(_fill_absent(hx, hw > 0, np))
-        elif nonfinite or not is_concrete(sample_weight) or bool(jnp.any(sample_weight == 0)):
-            x = _fill_absent(x, sample_weight > 0)
+        xp, (hx, hw) = array_module(x, sample_weight)
+        if nonfinite or not is_concrete(sample_weight) or bool(xp.any(hw == 0)):
+            # Values with weight 0 are absent: whatever they hold (NaN, inf, or a
+            # finite value far from the data) must not reach the sums, where
+            # 0 * NaN would poison the whole fit.
+            x = to_device(_fill_absent(hx, hw > 0, xp))
         return x, sample_weight
-    host = host_view(x, sample_weight)
-    xp = np if host is not None else jnp  # see host_view
-    if host is not None:
-        x, sample_weight = host
+    xp, (x, sample_weight) = array_module(x, sample_weight)
     present = xp.isfinite(x)
     ones = xp.ones((), x.dtype) if sample_weight is None else sample_weight
     sample_weight = xp.where(present, ones, 0).astype(x.dtype)
@@ -481,9 +473,7 @@ def apply_nan_policy(x, sample_weight, nan_policy: str):
             at = _at_batch(bad)
             raise ValueError(f"x has no finite observation with positive weight{at} "
                              "after nan_policy='omit': nothing to fit")
-    if host is not None:
-        x, sample_weight = to_device(x), to_device(sample_weight)
-    return x, sample_weight
+    return to_device(x), to_device(sample_weight)
 
 
 def check_batch_shapes(x, sample_weight, init: MixtureParams, name: str = "init") -> None:
