@@ -188,10 +188,11 @@ class GaussianMixture:
     and the covariances are variances); ``converged_``; ``n_iter_``;
     ``lower_bound_`` (mean log-likelihood per observation, weighted when fitted
     with weights); ``n_features_in_`` (``D``); jaxgmm's own ``status_``
-    (:class:`Status`), ``standard_errors_`` (one feature: a
-    :class:`MixtureParams` of observed-information standard errors, NumPy
-    arrays; ``None`` after :meth:`from_sklearn` and for ``D > 1``, where
-    :func:`jaxgmm.standard_errors` is not yet available), ``params_`` (a
+    (:class:`Status`), ``standard_errors_`` (observed-information standard
+    errors as NumPy arrays: a :class:`MixtureParams` for one feature, a
+    :class:`MultivariateParams` of the weights', means' and covariance entries'
+    for ``D > 1``, see :func:`jaxgmm.standard_errors`; ``None`` after
+    :meth:`from_sklearn`), ``params_`` (a
     :class:`MixtureParams`, or a :class:`MultivariateParams` for ``D > 1``) and
     ``result_`` (the :class:`FitResult`).
     """
@@ -390,7 +391,8 @@ class GaussianMixture:
         self._set_fitted_multivariate(result.params, result)
         total = n if w is None else float(jnp.sum(w))
         self.lower_bound_ = float(result.loglik) / total
-        self.standard_errors_ = None
+        se = standard_errors(x, result, sample_weight=w)
+        self.standard_errors_ = MultivariateParams(*(np.asarray(f) for f in se))
         if not self.converged_:
             warnings.warn(f"jaxgmm.GaussianMixture: the best fit did not converge "
                           f"(status {self.status_.name}, {self.n_iter_} iterations)", RuntimeWarning,

@@ -22,26 +22,38 @@ is computed for data standardised by their own mean and standard deviation, and
 mapped back, so float32 stays accurate for data far from zero.  When ``-H`` is
 not positive definite (the point is not a local maximum: a degenerate or
 unconverged fit) the standard errors are NaN.
+
+A :class:`MultivariateParams` (or its :class:`FitResult`) takes the same road in
+``jaxgmm/_mv_inference.py``: data standardised per dimension, coordinates per
+covariance type (a covariance's lower triangle, its diagonal, one variance, or
+one shared triangle), the covariance of all ``K + K D + K D^2`` entries, and
+standard errors as a :class:`MultivariateParams`.  Its model is the result's, or
+``fixed=`` and ``covariance_type=`` for plain parameters.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from . import _validate
+from . import _mv_inference, _mv_validate, _validate
+from ._batching import broadcast_vmap
 from ._em import ModelSpec, log_likelihood
 from ._fit import best_of, fit
 from ._init import init_params
 from ._blocks import map_in_blocks
+from ._buckets import pad_observations
 from ._distributions import _log_joint, _logsumexp
 from ._units import Standardiser
-from ._mv_params import MvSpec, make_mv_spec, mv_n_free_parameters
+from ._mv_distributions import inputs as mv_inputs
+from ._mv_em import _posterior, log_joint_of_data, standardiser
+from ._mv_em import log_likelihood as mv_log_likelihood
+from ._mv_params import COVARIANCE_TYPES, MultivariateParams, MvSpec, make_mv_spec, mv_n_free_parameters
 from ._params import Array, FitResult, MixtureParams
 from ._spec import make_spec, n_free_parameters
 from ._xla import jit
@@ -163,24 +175,34 @@ def _covariance_batched(x, sample_weight, params, spec):
     return map_in_blocks(one, (x, sample_weight, params), (1, 1, 1))
 
 
-def _params_of(result_or_params, name: str = "result_or_params") -> MixtureParams:
+def _params_of(result_or_params, name: str = "result_or_params"):
+    """The estimate: a :class:`MixtureParams` or :class:`MultivariateParams`."""
     if isinstance(result_or_params, FitResult):
         return result_or_params.params
-    if isinstance(result_or_params, MixtureParams):
+    if isinstance(result_or_params, (MixtureParams, MultivariateParams)):
         return result_or_params
-    raise TypeError(f"{name} must be a jaxgmm.FitResult or MixtureParams, got {type(result_or_params).__name__}")
+    raise TypeError(f"{name} must be a jaxgmm.FitResult or MixtureParams, got {type(result_or_params).__name__} "
+                    "(or, for a D-dimensional mixture, a MultivariateParams)")
+
+
+def _is_mv(result_or_params) -> bool:
+    return isinstance(_params_of(result_or_params), MultivariateParams)
 
 
 def _describe(spec: ModelSpec) -> str:
     """``spec`` as the arguments that make it, e.g. ``fixed=('scales',), equal_scales=False``."""
     if isinstance(spec, MvSpec):
-        return f"covariance_type={spec.covariance_type!r}, fixed covariances {list(spec.fixed_covariances)}"
-    masks = dict(zip(MixtureParams._fields, (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)))
+        fields, masks = MultivariateParams._fields, (spec.fixed_weights, spec.fixed_means, spec.fixed_covariances)
+        owner, last = "MultivariateParams", f"covariance_type={spec.covariance_type!r}"
+    else:
+        fields, masks = MixtureParams._fields, (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)
+        owner, last = "MixtureParams", f"equal_scales={spec.equal_scales}"
+    masks = dict(zip(fields, masks))
     if all(all(m) or not any(m) for m in masks.values()):
         fixed = repr(tuple(name for name, m in masks.items() if all(m)))
     else:
-        fixed = "MixtureParams(" + ", ".join(f"{n}={list(m)}" for n, m in masks.items()) + ")"
-    return f"fixed={fixed}, equal_scales={spec.equal_scales}"
+        fixed = f"{owner}(" + ", ".join(f"{n}={list(m)}" for n, m in masks.items()) + ")"
+    return f"fixed={fixed}, {last}"
 
 
 def model_spec(result_or_params, k: int, fixed=None, equal_scales=None) -> ModelSpec:
@@ -207,6 +229,49 @@ def model_spec(result_or_params, k: int, fixed=None, equal_scales=None) -> Model
     return model
 
 
+def mv_model_spec(result_or_params, k: int, fixed=None, covariance_type=None, equal_scales=None) -> MvSpec:
+    """The multivariate model of a result, or the one ``fixed``/``covariance_type`` describe.
+
+    As :func:`model_spec`: a :class:`FitResult` with a multivariate model
+    (``result.model``, an ``MvSpec``) is that model, and a given ``fixed`` or
+    ``covariance_type`` must agree with it; for plain parameters ``None`` means
+    nothing fixed and ``"full"``.  ``equal_scales`` has no meaning here (any
+    value but ``None`` is an error).
+    """
+    if equal_scales is not None:
+        raise ValueError(f"equal_scales={equal_scales!r} applies to univariate mixtures; a multivariate "
+                         "model's covariance structure is its covariance_type (one shared matrix: 'tied')")
+    if covariance_type is not None and covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    model = getattr(result_or_params, "model", None) if isinstance(result_or_params, FitResult) else None
+    if not isinstance(model, MvSpec):
+        return make_mv_spec(() if fixed is None else fixed, k, "full" if covariance_type is None else covariance_type)
+    if covariance_type is not None and covariance_type != model.covariance_type:
+        raise ValueError(f"covariance_type={covariance_type!r} contradicts the model the result was fitted with "
+                         f"({_describe(model)}); omit covariance_type= to use the result's model")
+    if fixed is not None:
+        given = make_mv_spec(fixed, k, model.covariance_type)
+        if given != model:
+            raise ValueError(f"fixed={fixed!r} contradicts the model the result was fitted with "
+                             f"({_describe(model)}); omit fixed= to use the result's model")
+    return model
+
+
+def _univariate_only(covariance_type) -> None:
+    if covariance_type is not None:
+        raise ValueError(f"covariance_type={covariance_type!r} applies to multivariate mixtures (a "
+                         "MultivariateParams or its FitResult), got a univariate one")
+
+
+def _prepare_mv(x, result_or_params, sample_weight, nan_policy):
+    """Checked multivariate ``(x, params, sample_weight)``: ``x`` ``(..., n, D)``."""
+    x, params = mv_inputs(x, _params_of(result_or_params))
+    sample_weight = _validate.as_sample_weight(sample_weight, _mv_validate.rows_of(x))
+    _mv_validate.check_mv_batch_shapes(x, sample_weight, params)
+    x, sample_weight = _mv_validate.apply_mv_nan_policy(x, sample_weight, nan_policy)
+    return x, params, sample_weight
+
+
 def _prepare(x, result_or_params, sample_weight, nan_policy):
     params = _params_of(result_or_params)
     x = _validate.as_data(x)
@@ -217,16 +282,27 @@ def _prepare(x, result_or_params, sample_weight, nan_policy):
     return x, params, sample_weight
 
 
-def _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy):
-    """``(cov, unit)`` of :func:`_covariance_one` for a batch, from the public arguments."""
+def _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy, covariance_type=None):
+    """``(cov, unit)`` of :func:`_covariance_one` (or, multivariate, of
+    ``_mv_inference.covariance_one``) for a batch, from the public arguments."""
+    if _is_mv(result_or_params):
+        x, params, sample_weight = _prepare_mv(x, result_or_params, sample_weight, nan_policy)
+        spec = mv_model_spec(result_or_params, params.weights.shape[-1], fixed, covariance_type, equal_scales)
+        _mv_validate.check_mv_structure(params, spec, name="params")
+        # Weight-0 padding to the fits' lengths: one Hessian program per rung, not
+        # per n (a weight-0 row adds nothing to the log-likelihood or its Hessian).
+        x, sample_weight = pad_observations(x, sample_weight, event_ndim=2)
+        return _mv_inference.covariance_batched(x, sample_weight, params, spec)
+    _univariate_only(covariance_type)
     x, params, sample_weight = _prepare(x, result_or_params, sample_weight, nan_policy)
     spec = model_spec(result_or_params, params.means.shape[-1], fixed, equal_scales)
     _validate.check_equal_fixed_scales(params, spec, name="params")
+    x, sample_weight = pad_observations(x, sample_weight, event_ndim=1)
     return _covariance_batched(x, sample_weight, params, spec)
 
 
 def covariance(x, result_or_params, *, fixed=None, equal_scales=None, sample_weight=None,
-               nan_policy: str = "raise") -> Array:
+               nan_policy: str = "raise", covariance_type=None) -> Array:
     """Observed-information covariance of all ``3K`` parameters.
 
     Same arguments as :func:`standard_errors`. Returns an array of shape
@@ -236,29 +312,48 @@ def covariance(x, result_or_params, *, fixed=None, equal_scales=None, sample_wei
     for data on an extreme scale for their float type (beyond about 1e18 or
     below 1e-18 in float32) the means' and scales' entries can overflow or
     underflow; :func:`standard_errors` stays accurate there.
+
+    For a :class:`MultivariateParams` (or its :class:`FitResult`), all
+    ``P = K + K D + K D^2`` entries: shape ``batch + (P, P)``, ordered as
+    ``concatenate([weights, means.ravel(), covariances.ravel()])`` (row-major:
+    ``means[k, d]`` at ``K + k D + d``, ``covariances[k, d, e]`` at
+    ``K + K D + (k D + d) D + e``); the two halves of a symmetric matrix, and a
+    tied model's components, have identical rows; entries the model does not
+    estimate (fixed, or the off-diagonals of ``"diag"`` and ``"spherical"``
+    models) have rows and columns 0.
     """
-    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy)
+    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy,
+                                  covariance_type)
     return cov * unit[..., :, None] * unit[..., None, :]
 
 
 def standard_errors(
-    x, result_or_params, *, fixed=None, equal_scales=None, sample_weight=None, nan_policy: str = "raise"
-) -> MixtureParams:
+    x, result_or_params, *, fixed=None, equal_scales=None, sample_weight=None, nan_policy: str = "raise",
+    covariance_type=None,
+) -> Union[MixtureParams, MultivariateParams]:
     """Observed-information standard errors of a fit, for one dataset or a batch.
 
     Args:
-      x: the data the model was fitted to, shape ``(..., n)``.
-      result_or_params: a :class:`FitResult` or :class:`MixtureParams` (the
-        estimate), batch shape broadcasting with ``x``'s as in :func:`jaxgmm.fit`.
+      x: the data the model was fitted to, shape ``(..., n)``; ``(..., n, D)``
+        for a multivariate estimate.
+      result_or_params: a :class:`FitResult`, :class:`MixtureParams` or
+        :class:`MultivariateParams` (the estimate), batch shape broadcasting
+        with ``x``'s as in :func:`jaxgmm.fit`.
       fixed, equal_scales: the model that was fitted, as given to
         :func:`jaxgmm.fit`; they decide which parameters are free.  ``None``
         (the default) takes them from a :class:`FitResult` (which remembers its
         model), and means nothing fixed, no equal scales, for a
         :class:`MixtureParams`.  Given with a :class:`FitResult`, they must
-        agree with its model (``ValueError`` otherwise).
+        agree with its model (``ValueError`` otherwise).  ``equal_scales`` is
+        univariate only (an error with a multivariate estimate).
       sample_weight: the observation weights used in the fit, if any.
       nan_policy: as in :func:`jaxgmm.fit`: ``"omit"`` treats NaN/inf in ``x``
         as absent, ``"raise"`` (default) rejects them.
+      covariance_type: multivariate estimates only: the covariance type that was
+        fitted (``"full"``, ``"diag"``, ``"spherical"``, ``"tied"``).  ``None``
+        takes a :class:`FitResult`'s, and means ``"full"`` for a plain
+        :class:`MultivariateParams`; given with a :class:`FitResult`, it must
+        agree with its model.
 
     Returns:
       :class:`MixtureParams` of standard errors with the broadcast batch shape.
@@ -267,13 +362,26 @@ def standard_errors(
       observed information was not positive definite at this point (e.g. a
       degenerate fit).
 
+      For a multivariate estimate, a :class:`MultivariateParams` of the
+      estimate's shapes: the standard errors of every weight, mean entry and
+      covariance entry (of the *variances and covariances*, not of standard
+      deviations; the two halves of a symmetric matrix share theirs, a tied
+      model's repeat for every component), 0 where the model does not estimate
+      the entry (fixed, or an off-diagonal of a ``"diag"`` or ``"spherical"``
+      model).  The free coordinates of each covariance type are listed in
+      ``jaxgmm/_mv_inference.py``.
+
     The Hessian of the log-likelihood is taken by autodiff at the estimate (see
     the module docstring for the parametrisation of the weights); the estimate
     should be a converged maximum. Jittable and vmappable.
     """
-    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy)
+    cov, unit = _covariance_parts(x, result_or_params, fixed, equal_scales, sample_weight, nan_policy,
+                                  covariance_type)
     var = jnp.diagonal(cov, axis1=-2, axis2=-1)
     se = jnp.where(jnp.isnan(var), jnp.nan, jnp.sqrt(jnp.maximum(var, 0.0))) * unit
+    params = _params_of(result_or_params)
+    if isinstance(params, MultivariateParams):
+        return _mv_inference.unflatten(se, *np.shape(params.means)[-2:])
     k = cov.shape[-1] // 3
     return MixtureParams(se[..., :k], se[..., k:2 * k], se[..., 2 * k:])
 
@@ -290,9 +398,9 @@ def normal_quantile(level: float) -> float:
 
 
 def confidence_intervals(
-    result_or_params, se: MixtureParams, level: float = 0.95, *, fixed=None, equal_scales=None
-) -> tuple[MixtureParams, MixtureParams]:
-    """Wald intervals ``estimate -/+ z * se``; returns ``(lower, upper)`` MixtureParams.
+    result_or_params, se, level: float = 0.95, *, fixed=None, equal_scales=None, covariance_type=None
+) -> tuple:
+    """Wald intervals ``estimate -/+ z * se``; returns ``(lower, upper)`` of the estimate's type.
 
     Plain Wald intervals, not clipped to the parameter space (a weight's interval
     may cross 0 or 1 when the weight is near the boundary; use
@@ -301,28 +409,50 @@ def confidence_intervals(
     belongs to, as in :func:`standard_errors` (``None``: a :class:`FitResult`'s
     own model); when ``se`` is concrete, an entry that model fixes must have
     ``se`` 0, else ``se`` was computed for another model (``ValueError``).
+
+    For a :class:`MultivariateParams` estimate (or its :class:`FitResult`),
+    ``se`` is the :class:`MultivariateParams` of :func:`standard_errors`, the
+    intervals are elementwise (each weight, mean entry and covariance entry),
+    ``(lower, upper)`` are :class:`MultivariateParams`, and the model is
+    ``fixed``/``covariance_type`` as in :func:`standard_errors`; entries it does
+    not estimate (fixed, or off-diagonals of ``"diag"``/``"spherical"`` models)
+    must have ``se`` 0.  A covariance matrix's interval is not a matrix
+    interval: ``lower.covariances`` need not be positive definite.
     """
     params = _params_of(result_or_params)
+    kind = type(params)
+    name_of = kind.__name__
     # Types and K only: a batch may hold non-finite fits, whose intervals are NaN.
     dtype = _validate.float_dtype_for(*params)
-    params = MixtureParams(*(_as_real(f, f"params.{n}", dtype) for n, f in zip(MixtureParams._fields, params)))
-    if not isinstance(se, MixtureParams):
-        raise TypeError(f"se must be a jaxgmm.MixtureParams (from standard_errors), got {type(se).__name__}")
-    se = MixtureParams(*(_as_real(f, f"se.{n}", dtype) for n, f in zip(MixtureParams._fields, se)))
-    spec = model_spec(result_or_params, params.means.shape[-1], fixed, equal_scales)
+    params = kind(*(_as_real(f, f"params.{n}", dtype) for n, f in zip(kind._fields, params)))
+    if not isinstance(se, kind):
+        raise TypeError(f"se must be a jaxgmm.{name_of} (from standard_errors), got {type(se).__name__}")
+    se = kind(*(_as_real(f, f"se.{n}", dtype) for n, f in zip(kind._fields, se)))
+    if kind is MultivariateParams:
+        if np.ndim(params.means) < 2:
+            raise ValueError(f"params.means must have shape (..., K, D), got shape {np.shape(params.means)}")
+        k, dim = np.shape(params.means)[-2:]
+        spec = mv_model_spec(result_or_params, k, fixed, covariance_type, equal_scales)
+        masks = _mv_inference.known_entries(spec, dim)
+        hint = "pass the fixed= and covariance_type= it was computed with"
+    else:
+        _univariate_only(covariance_type)
+        spec = model_spec(result_or_params, params.means.shape[-1], fixed, equal_scales)
+        masks = tuple(np.asarray(m) for m in (spec.fixed_weights, spec.fixed_means, spec.fixed_scales))
+        hint = "pass the fixed= it was computed with"
     z = normal_quantile(level)
-    masks = (spec.fixed_weights, spec.fixed_means, spec.fixed_scales)
-    for name, p, s_, mask in zip(MixtureParams._fields, params, se, masks):
+    for name, p, s_, mask in zip(kind._fields, params, se, masks):
         try:
             jnp.broadcast_shapes(jnp.shape(p), jnp.shape(s_))
         except ValueError:
             raise ValueError(f"se.{name} of shape {jnp.shape(s_)} does not broadcast with the estimate's "
                              f"shape {jnp.shape(p)}") from None
-        if any(mask) and _validate.is_concrete(s_) and np.any(np.asarray(s_)[..., np.asarray(mask)] != 0):
+        if np.any(mask) and _validate.is_concrete(s_) and np.any(np.broadcast_to(
+                np.asarray(s_), jnp.broadcast_shapes(jnp.shape(s_), mask.shape))[..., mask] != 0):
             raise ValueError(f"se.{name} is not 0 where the model ({_describe(spec)}) fixes it: se was "
-                             "computed for another model; pass the fixed= it was computed with")
-    lower = MixtureParams(*(p - z * s for p, s in zip(params, se)))
-    upper = MixtureParams(*(p + z * s for p, s in zip(params, se)))
+                             f"computed for another model; {hint}")
+    lower = kind(*(p - z * s for p, s in zip(params, se)))
+    upper = kind(*(p + z * s for p, s in zip(params, se)))
     return lower, upper
 
 
@@ -462,6 +592,33 @@ def _map_log_responsibility(x, params, sample_weight):
     return jnp.sum(jnp.where(present, w * (best - _logsumexp(terms)), 0.0), axis=-1)
 
 
+def _mv_map_log_responsibility_one(x, sample_weight, weights, means, covariances):
+    # Responsibilities are invariant under an affine map of each dimension (every
+    # component's density takes the same Jacobian), so they are taken on the data
+    # standardised per dimension (float32 data far from zero stay accurate).
+    std = standardiser(x, sample_weight)
+    a, _ = log_joint_of_data(std.data(x), std.params_in(MultivariateParams(weights, means, covariances)))
+    term = jnp.max(a, axis=0) - _posterior(a)[1]  # (n,), <= 0
+    if sample_weight is None:
+        return jnp.sum(term)
+    return jnp.sum(jnp.where(sample_weight > 0, sample_weight * term, 0.0))
+
+
+@jit
+def _mv_map_log_responsibility(x, params, sample_weight):
+    """:func:`_map_log_responsibility` for ``x`` ``(..., n, D)`` and a
+    :class:`MultivariateParams`, per dataset."""
+    fn, args = broadcast_vmap(_mv_map_log_responsibility_one, (x, sample_weight, *params), (2, 1, 1, 2, 3))
+    return fn(*args)
+
+
+def _n_obs(rows_shape, w):
+    """The BIC's ``n`` per dataset: the number of rows, or the sum of their weights."""
+    if w is None:
+        return rows_shape[-1]
+    return jnp.sum(jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, rows_shape)), -1)
+
+
 def icl(x, result, n_params=None, *, sample_weight=None, nan_policy: str = "raise") -> Array:
     """The integrated completed likelihood criterion, in :func:`bic`'s sign convention.
 
@@ -475,20 +632,28 @@ def icl(x, result, n_params=None, *, sample_weight=None, nan_policy: str = "rais
     prefers well-separated clusters over the best density.
 
     Args:
-      x: the data the model was fitted to, ``(..., n)``.
-      result: the :class:`FitResult` (or :class:`MixtureParams` with
-        ``n_params``), batch shape broadcasting with ``x``'s.
+      x: the data the model was fitted to, ``(..., n)``, or ``(..., n, D)`` for a
+        multivariate result.
+      result: the :class:`FitResult` (or :class:`MixtureParams` /
+        :class:`MultivariateParams` with ``n_params``), batch shape
+        broadcasting with ``x``'s.
       n_params: as in :func:`bic` (counted from a :class:`FitResult`'s model).
       sample_weight: the fit's observation weights; ``n_obs`` of the BIC is
         their sum.
-      nan_policy: ``"omit"`` treats NaN/inf in ``x`` as absent.
+      nan_policy: ``"omit"`` treats NaN/inf in ``x`` as absent (a row of a
+        multivariate ``x`` holding any).
     """
+    if _is_mv(result):
+        x, params, w = _prepare_mv(x, result, sample_weight, nan_policy)
+        p = _parameter_count(result, n_params, "icl")
+        ll = (jnp.asarray(result.loglik) if isinstance(result, FitResult)
+              else mv_log_likelihood(x, params, w))
+        return bic(ll, p, _n_obs(x.shape[:-1], w)) - 2.0 * _mv_map_log_responsibility(x, params, w)
     x, params, w = _prepare(x, result, sample_weight, nan_policy)
     p = _parameter_count(result, n_params, "icl")
     ll = (jnp.asarray(result.loglik) if isinstance(result, FitResult)
           else log_likelihood(x, params, w))
-    n_obs = x.shape[-1] if w is None else jnp.sum(jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape)), -1)
-    return bic(ll, p, n_obs) - 2.0 * _map_log_responsibility(x, params, w)
+    return bic(ll, p, _n_obs(x.shape, w)) - 2.0 * _map_log_responsibility(x, params, w)
 
 
 class ModelChoice(NamedTuple):
@@ -548,6 +713,7 @@ def select_components(
     method: str = "kmeans++",
     equal_scales: bool = False,
     sample_weight=None,
+    covariance_type=None,
     **fit_kwargs,
 ) -> ModelChoice:
     """Fit ``K = 1..max_components`` with restarts and report loglik, AIC, BIC and ICL.
@@ -560,6 +726,12 @@ def select_components(
     batch ``(..., n)``.  Extra keyword arguments go to :func:`jaxgmm.fit` (not
     ``fixed``); ``nan_policy="omit"`` treats NaN/inf as absent in the starts,
     the fits and the number of observations of the BIC.
+
+    ``covariance_type`` (``"full"``, ``"diag"``, ``"spherical"``, ``"tied"``)
+    chooses among multivariate mixtures of that type instead: ``x`` has shape
+    ``(..., n, D)``, the starts are k-means++ (``method="kmeans++"``), there are
+    no ``equal_scales``, and each ``K`` counts
+    ``n_parameters(K, covariance_type=..., n_features=D)`` parameters.
     """
     kmax = _validate.as_count(max_components, "max_components")
     if n_starts is None:
@@ -574,19 +746,37 @@ def select_components(
         raise TypeError("select_components fits every parameter free (the starts are random), so it "
                         "takes no fixed=; fit such a model with init_params, fit and best_of")
     nan_policy = fit_kwargs.pop("nan_policy", "raise")
-    x = _validate.as_data(x)
-    w = _validate.as_sample_weight(sample_weight, x)
-    # Applied once here: NaN/inf become weight-0 values that the starts, the
-    # fits and the count of observations all skip.
-    x, w = _validate.apply_nan_policy(x, w, nan_policy)
-    n_obs = x.shape[-1] if w is None else jnp.sum(jnp.broadcast_to(w, jnp.broadcast_shapes(w.shape, x.shape)), -1)
+    multivariate = covariance_type is not None
+    if multivariate:
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+        if equal_scales is not False:
+            raise ValueError(f"equal_scales={equal_scales!r} applies to univariate mixtures; with "
+                             "covariance_type, one covariance shared by all components is covariance_type='tied'")
+        x = _mv_validate.as_mv_data(x)
+        w = _validate.as_sample_weight(sample_weight, _mv_validate.rows_of(x))
+        x, w = _mv_validate.apply_mv_nan_policy(x, w, nan_policy)
+        n_obs = _n_obs(x.shape[:-1], w)
+        shape_kwargs = dict(covariance_type=covariance_type)
+        count = lambda k: n_parameters(k, covariance_type=covariance_type, n_features=x.shape[-1])
+        map_term = _mv_map_log_responsibility
+    else:
+        x = _validate.as_data(x)
+        w = _validate.as_sample_weight(sample_weight, x)
+        # Applied once here: NaN/inf become weight-0 values that the starts, the
+        # fits and the count of observations all skip.
+        x, w = _validate.apply_nan_policy(x, w, nan_policy)
+        n_obs = _n_obs(x.shape, w)
+        shape_kwargs = dict(equal_scales=equal_scales)
+        count = lambda k: n_parameters(k, equal_scales=equal_scales)
+        map_term = _map_log_responsibility
     results, lls, ps, aics, bics, icls, counts = [], [], [], [], [], [], []
     for k in range(1, kmax + 1):
         s = _validate.as_count(starts_for(k), "n_starts")
         starts = init_params(jax.random.fold_in(key, k), x, k, method=method, n_starts=s,
-                             sample_weight=w)
-        res = best_of_jit(fit(x, starts, equal_scales=equal_scales, sample_weight=w, **fit_kwargs), axis=0)
-        p = n_parameters(k, equal_scales=equal_scales)
+                             sample_weight=w, covariance_type=covariance_type)
+        res = best_of_jit(fit(x, starts, sample_weight=w, **shape_kwargs, **fit_kwargs), axis=0)
+        p = count(k)
         results.append(res)
         lls.append(res.loglik)
         ps.append(p)
@@ -594,6 +784,6 @@ def select_components(
         aics.append(aic(res, p))
         b = bic(res, p, n_obs)
         bics.append(b)
-        icls.append(b - 2.0 * _map_log_responsibility(x, res.params, w))
+        icls.append(b - 2.0 * map_term(x, res.params, w))
     return ModelChoice(tuple(range(1, kmax + 1)), jnp.stack(lls), tuple(ps),
                        jnp.stack(aics), jnp.stack(bics), tuple(results), jnp.stack(icls), tuple(counts))

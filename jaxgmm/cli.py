@@ -20,11 +20,7 @@ import re
 import sys
 from typing import Optional, Sequence
 
-PROG = "jaxgmm"
-
-
-class CLIError(Exception):
-    """An error reported as one line on stderr."""
+from ._cli_base import PROG, CLIError, _check_float32_range, _enable_x64_if, print_choice, print_fit
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,12 +88,6 @@ def _parse_fixed(text: str, k: int):
 
 def _mixture_text(weights, means, scales) -> str:
     return " + ".join(f"{w:g} N({m:g}, sd {s:.6g})" for w, m, s in zip(weights, means, scales))
-
-
-def _enable_x64_if(args) -> None:
-    if getattr(args, "float64", False):
-        import jax
-        jax.config.update("jax_enable_x64", True)
 
 
 # --------------------------------------------------------------------------- #
@@ -462,6 +452,11 @@ def _fixed_values(args) -> dict:
 def _fit(args) -> int:
     import numpy as np
 
+    if args.columns is not None:
+        from ._cli_multivariate import fit_columns
+        return fit_columns(args)
+    if args.covariance_type != "full":
+        raise CLIError("--covariance-type applies to multivariate fits: name the columns with --columns")
     if args.group_by is not None:
         return _fit_groups(args)
     if args.out is not None:
@@ -488,9 +483,9 @@ def _fit(args) -> int:
     import jax.numpy as jnp
 
     from ._fit import fit
-    from ._inference import aic, best_of_jit, bic, n_parameters, select_components, standard_errors
+    from ._inference import best_of_jit, n_parameters, select_components, standard_errors
     from ._init import init_params
-    from ._params import MixtureParams, Status
+    from ._params import MixtureParams
     from ._spec import make_spec
     from ._study import bootstrap, impose_fixed, spec_mask
 
@@ -516,13 +511,7 @@ def _fit(args) -> int:
     elif args.kmax is not None:
         choice = select_components(key, x, args.kmax, n_starts=args.restarts, method=args.init,
                                    equal_scales=args.equal_scales)
-        print()
-        print(f"{'K':>3}  {'log-likelihood':>15}  {'params':>6}  {'AIC':>12}  {'BIC':>12}")
-        for i, kk in enumerate(choice.n_components):
-            print(f"{kk:>3}  {float(choice.loglik[i]):>15.4f}  {choice.n_params[i]:>6}  "
-                  f"{float(choice.aic[i]):>12.4f}  {float(choice.bic[i]):>12.4f}")
-        k = int(choice.best_bic)
-        print(f"smallest AIC: K = {int(choice.best_aic)}; smallest BIC: K = {k} (shown below)")
+        k = print_choice(choice)
         result = choice.results[k - 1]
         fixed = spec_mask(make_spec((), k, args.equal_scales))
     else:
@@ -538,18 +527,8 @@ def _fit(args) -> int:
     equal = args.equal_scales
     se = standard_errors(x, result, fixed=fixed, equal_scales=equal)
     p = n_parameters(k, fixed=fixed, equal_scales=equal)
-    status = Status(int(result.status))
-    print(f"K = {k}, best of {args.restarts} {args.init} starts: {status.name} after {int(result.n_iter)} "
-          f"EM iterations" + ("; equal scales" if equal else ""))
-    if status != Status.CONVERGED:
-        print(f"warning: the fit did not converge ({status.name}); estimates and SEs are unreliable")
-    print()
-    _print_table(result.params, se, fixed, k)
-    ll = float(result.loglik)
-    print()
-    print(f"log-likelihood {ll:.4f}   free parameters {p}   AIC {float(aic(ll, p)):.4f}   "
-          f"BIC {float(bic(ll, p, data.size)):.4f}")
-    print("standard errors from the observed information (Hessian of the log-likelihood at the estimate)")
+    code = print_fit(result, f"best of {args.restarts} {args.init} starts" + (", equal scales" if equal else ""),
+                     lambda: _print_table(result.params, se, fixed, k), p, data.size)
     if args.lrt and args.kmax is None:
         from ._lrt import bootstrap_lrt
 
@@ -571,7 +550,7 @@ def _fit(args) -> int:
     if plot_out is not None:
         plot_out.write(lambda path: _plot_fitted(data, result, path, args.file))
         print(f"plot of the fit written to {args.plot}")
-    return 0 if status == Status.CONVERGED else 1
+    return code
 
 
 def read_groups(path: str, column: Optional[str], group_by: str, decimal: str = "auto"):
@@ -751,18 +730,6 @@ def _plot_fitted(data, result, path: str, title: str) -> None:
     plt.close(ax.figure)
 
 
-def _check_float32_range(data, args) -> None:
-    """float32 holds magnitudes up to 3.4e38: a larger number would become inf."""
-    import numpy as np
-
-    if args.float64 or data.size == 0:
-        return
-    big = float(np.max(np.abs(data)))
-    if big > float(np.finfo(np.float32).max):
-        raise CLIError(f"{args.file!r} holds {big:g}, beyond float32's range "
-                       f"(+-{float(np.finfo(np.float32).max):.3g}); pass --float64")
-
-
 def _check_fit_limits(args, n: int, itemsize: int) -> None:
     """Work that cannot fit in memory stops here, not as an out-of-memory crash later."""
     if args.init == "kmeans++":
@@ -898,10 +865,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(run=_study)
 
-    f = sub.add_parser("fit", help="fit a mixture to one column of numbers",
+    f = sub.add_parser("fit", help="fit a mixture to one column of numbers (or several: --columns)",
                        description="Fit a K-component mixture to one column of a text/CSV file or a .npy "
-                       "array; print estimates with standard errors, AIC and BIC. Values given with "
-                       "--weights/--means/--scales are held fixed (write _ for a free component).")
+                       "array (or a multivariate mixture to several columns, --columns); print estimates "
+                       "with standard errors, AIC and BIC. Values given with --weights/--means/--scales "
+                       "are held fixed (write _ for a free component).")
     f.add_argument("file", help="data: .npy, or text/CSV with one column (or pick one with --column)")
     f.add_argument("-k", type=_positive_int, default=None, help="number of components (default 2)")
     f.add_argument("--kmax", type=_positive_int, default=None, help="fit K = 1..KMAX and report AIC/BIC; show the BIC choice")
@@ -912,6 +880,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--scales", help="fixed standard deviations, e.g. 1,1.4142")
     f.add_argument("--equal-scales", action="store_true", help="one common scale")
     f.add_argument("--column", help="column to use (0-based index or header name)")
+    f.add_argument("--columns", metavar="A,B,...",
+                   help="fit a multivariate mixture to these columns (names or 0-based indices, "
+                        "comma-separated); a row with a missing value is dropped")
+    f.add_argument("--covariance-type", choices=("full", "diag", "spherical", "tied"), default="full",
+                   help="with --columns: the components' covariance model, scikit-learn's names "
+                        "(mclust's VVV, VVI, VII, EEE; default full)")
     f.add_argument("--decimal", choices=("auto", ".", ","), default="auto",
                    help="decimal mark: ',' reads 1,5 as 1.5; '.' reads commas as column separators; "
                         "auto (default) stops with a message on numbers that look like 1,5")

@@ -9,6 +9,27 @@ error.
 import contextlib
 import os
 import sys
+import tempfile
+
+# One persistent compilation cache for the whole run: the xdist workers, the
+# subprocesses some tests start (CLI, multi-device scripts; they inherit the
+# environment) and the recompiles after a mapping-budget clear (below) load a
+# program another process or an earlier test compiled instead of compiling it
+# again (compiling is ~3/4 of the suite's time).  Set before JAX starts, so
+# every process reads it from the environment; a user's own settings win.
+# JAXGMM_TEST_NO_CACHE=1 turns it off (to time or debug compiles).
+_OWN_CACHE = None
+if not os.environ.get("JAXGMM_TEST_NO_CACHE"):
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        _OWN_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxgmm-test-cache-")
+    # Programs that compile in under 0.2 s are cheaper to compile than to look up.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:  # the process that made it (xdist's controller)
+        import shutil
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 import jax
 import jax.numpy as jnp
@@ -114,18 +135,38 @@ def _stay_under_the_mapping_limit():
         _sharding._sharded_fit.cache_clear()
 
 
+# Files that take minutes (subprocesses with their own JAX start, bootstrap
+# tests) run first, so that under pytest-xdist (`-n 2 --dist loadfile`, as
+# .ci/run) the other worker works through the rest meanwhile instead of one of
+# them starting a long file last.
+FIRST = ("test_sharding.py", "test_lrt.py", "test_distributed.py", "test_acceleration.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: file order otherwise
+
+
 @contextlib.contextmanager
 def backend_compiles():
-    """A list that receives one entry per XLA compilation (every program, however
-    small) made inside the block."""
+    """A list that receives one entry per program made inside the block: every
+    XLA compilation (however small), and every program loaded from the
+    persistent compilation cache instead (the suite shares one, above), so the
+    count does not depend on what other tests compiled first."""
     seen = []
 
     def listen(event, duration, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
             seen.append(duration)
 
+    def listen_hits(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            seen.append(0.0)
+
     jax.monitoring.register_event_duration_secs_listener(listen)
+    jax.monitoring.register_event_listener(listen_hits)
     try:
         yield seen
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
+        jax.monitoring.unregister_event_listener(listen_hits)

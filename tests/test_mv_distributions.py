@@ -369,7 +369,13 @@ def test_same_iterations_as_sklearn_on_iris(kind):
     for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
         assert getattr(ours, name).shape == getattr(sk, name).shape, name
         assert getattr(ours, name).dtype == NP_DTYPE, name
-    assert ours.n_features_in_ == 4 and ours.standard_errors_ is None
+    assert ours.n_features_in_ == 4
+    # Standard errors are the function's, at the returned (here not converged) iterate.
+    se = jaxgmm.standard_errors(np.asarray(IRIS, NP_DTYPE), ours.result_)
+    assert isinstance(ours.standard_errors_, MultivariateParams)
+    for got, want in zip(ours.standard_errors_, se):
+        np.testing.assert_array_equal(got, np.asarray(want))
+    assert ours.standard_errors_.covariances.shape == (3, 4, 4)
     assert isinstance(ours.params_, MultivariateParams) and ours.params_.covariances.shape == (3, 4, 4)
     assert scaled_error(ours, sk, kind) <= t * rtol_for(N_IRIS)
     # scikit-learn's lower_bound_ belongs to the iterate before its last M-step;

@@ -50,8 +50,16 @@ def test_sharded_monte_carlo_matches_single_device(four_devices):
 
 
 def test_fit_sharded_takes_every_driver_over_four_devices(four_devices):
-    # The driver x layout matrix of tests/test_engine_matrix.py, through fit_sharded.
+    # The driver x layout matrix of tests/test_engine_matrix.py through fit_sharded:
+    # every option value (plain EM and SQUAREM, blocks and compaction), three of the
+    # four combinations; the slow test below runs all four.
     check(four_devices, "sharded_matrix.py")
+
+
+@pytest.mark.slow
+def test_fit_sharded_takes_every_driver_over_four_devices_full_matrix():
+    out = run_script("run_scripts.py", "sharded_matrix.py", timeout=1200, JAXGMM_FULL_MATRIX="1")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
 
 
 def test_two_device_study_of_thousands_of_replicates_finishes():
