@@ -16,15 +16,17 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 import jax
-import jax.numpy as jnp
 
 from . import _validate
 from ._align import admissible_permutations, align, permute
 from ._em import ModelSpec
 from ._fit import DEFAULT_MAX_ITER, fit
-from ._inference import normal_quantile
+from ._inference import mv_model_spec, normal_quantile
+from ._mv_bootstrap import mv_bootstrap
+from ._mv_params import MultivariateParams
 from ._masks import spec_mask
 from ._params import FitResult, MixtureParams, Status
+from ._resample import loop_kwargs, resampled_weights
 from ._results import np_params
 from ._runner import as_key, auto_chunk, check_count, concatenate, run_chunks
 from ._simulate import sample
@@ -47,21 +49,9 @@ def _boot_chunk(key, lo, hi, x, sample_weight, estimate, design: _BootDesign):
     # Bootstrap replicates stay below 2**32 (check_count), so the low word is the index.
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(lo)
     n = x.shape[-1]
-    fit_kw = dict(fixed=mask, equal_scales=spec.equal_scales, max_iter=design.max_iter,
-                  accelerate=design.accelerate)
-    if design.tol is not None:
-        fit_kw["tol"] = design.tol
+    fit_kw = dict(fixed=mask, equal_scales=spec.equal_scales, **loop_kwargs(design))
     if design.kind == "nonparametric":
-        # Resampling n observations with replacement = multinomial counts as weights:
-        # the data are stored once, not once per replicate.
-        def counts(k):
-            pick = jax.random.randint(k, (n,), 0, n)
-            return jnp.zeros((n,), x.dtype).at[pick].add(1.0)
-
-        w = jax.vmap(counts)(keys)
-        if sample_weight is not None:
-            w = w * sample_weight
-        res = fit(x, estimate, sample_weight=w, **fit_kw)
+        res = fit(x, estimate, sample_weight=resampled_weights(keys, n, x.dtype, sample_weight), **fit_kw)
     else:
         xb = jax.vmap(lambda k: sample(k, estimate, n))(keys)
         res = fit(xb, estimate, **fit_kw)
@@ -118,6 +108,7 @@ def bootstrap(
     accelerate: Optional[str] = None,
     chunk_size: Optional[int] = None,
     progress: Optional[bool] = None,
+    covariance_type: Optional[str] = None,
 ) -> BootstrapResult:
     """Bootstrap standard errors and percentile intervals for one fitted dataset.
 
@@ -138,12 +129,36 @@ def bootstrap(
         only: resampled observations keep their weights).
       level: coverage of the percentile intervals.
       chunk_size, progress: as in :func:`monte_carlo`.
+      covariance_type: for a multivariate estimate (a :class:`MultivariateParams`
+        or its :class:`FitResult`, with ``x`` of shape ``(n, D)``): the model's
+        covariance type; ``None`` takes a result's (``"full"`` for plain
+        parameters), as in :func:`jaxgmm.standard_errors`.  A result's
+        ``fixed`` entries are kept unless ``fixed`` is given.
+
+    Returns:
+      :class:`BootstrapResult`; for a multivariate estimate its parameter fields
+      are :class:`MultivariateParams` (replicates' estimates ``(n_boot, K)``,
+      ``(n_boot, K, D)``, ``(n_boot, K, D, D)``), with SE 0 for the entries the
+      model does not estimate (fixed ones, off-diagonals of ``"diag"`` and
+      ``"spherical"`` models).
     """
     if kind not in ("nonparametric", "parametric"):
         raise ValueError(f"kind must be 'nonparametric' or 'parametric', got {kind!r}")
     n_boot = check_count(n_boot, "n_boot", maximum=2 ** 32)
     normal_quantile(level)  # validates level
     params = estimate.params if isinstance(estimate, FitResult) else estimate
+    if isinstance(params, MultivariateParams):
+        _validate.check_iteration_args(tol, max_iter)
+        _validate.check_accelerate(accelerate)
+        spec = mv_model_spec(estimate, np.shape(params.weights)[-1], None if fixed in ((), None) else fixed,
+                             covariance_type, True if equal_scales else None)
+        est, status, n_iter, known, point = mv_bootstrap(
+            key, x, params, spec, n_boot, kind=kind, sample_weight=sample_weight, tol=tol,
+            max_iter=max_iter, accelerate=accelerate, chunk_size=chunk_size, progress=progress)
+        return _result(point, est, status, n_iter, known, level, kind)
+    if covariance_type is not None:
+        raise ValueError(f"covariance_type={covariance_type!r} applies to multivariate estimates (a "
+                         "MultivariateParams or its FitResult), got a univariate one")
     x = _validate.as_data(x)
     if x.ndim != 1:
         raise ValueError(f"bootstrap takes one dataset x of shape (n,), got shape {x.shape}")
@@ -168,21 +183,27 @@ def bootstrap(
     run_chunks(run, key, 0, n_boot, chunk, progress=progress, desc="jaxgmm bootstrap",
                consume=lambda start, piece: pieces.append(piece))
     out = concatenate(pieces)
-    est = np_params(out["estimates"])
-    status = out["status"]
+    # Fixed entries (and a weight pinned by the constraint) do not vary: SE 0.
+    return _result(np_params(params), np_params(out["estimates"]), out["status"], out["n_iter"],
+                   spec_mask(spec), level, kind)
+
+
+def _result(estimate, est, status, n_iter, known, level: float, kind: str) -> BootstrapResult:
+    """The :class:`BootstrapResult` of replicates ``est`` (either family's params
+    type): SDs and percentile intervals of the converged ones; SE 0 where the
+    mask ``known`` (broadcast to each field) is set."""
     ok = status == Status.CONVERGED
     alpha = (1.0 - level) / 2.0
-    fixed_mask = spec_mask(spec)
+    kind_of = type(est)
 
     def stat(fn):
         def one(f):
             a = np.asarray(f, np.float64)[ok]
             return fn(a) if a.shape[0] > 1 else np.full(a.shape[1:], np.nan)
-        return MixtureParams(*(one(f) for f in est))
+        return kind_of(*(one(f) for f in est))
 
     sd = stat(lambda a: a.std(axis=0, ddof=1))
-    # Fixed entries (and a weight pinned by the constraint) do not vary: SE 0.
-    se = MixtureParams(*(np.where(np.asarray(fm), 0.0, v) for v, fm in zip(sd, fixed_mask)))
+    se = kind_of(*(np.where(np.asarray(m), 0.0, v) for v, m in zip(sd, known)))
     lower = stat(lambda a: np.quantile(a, alpha, axis=0))
     upper = stat(lambda a: np.quantile(a, 1.0 - alpha, axis=0))
-    return BootstrapResult(np_params(params), est, status, out["n_iter"], se, lower, upper, float(level), kind)
+    return BootstrapResult(estimate, est, status, n_iter, se, lower, upper, float(level), kind)
