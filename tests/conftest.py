@@ -104,6 +104,18 @@ def dtype():
     return DTYPE
 
 
+@pytest.fixture
+def ctrl_c():
+    """Python's own Ctrl-C handler (KeyboardInterrupt) for the test, whatever the
+    runner installed: pytest-xdist's workers ignore SIGINT, so a test that sends
+    itself one would otherwise see nothing happen."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 # Every compiled XLA:CPU program keeps about three memory mappings per kernel
 # (code, read-only data, data); one default fit program has ~270 kernels, so
 # ~800 mappings.  A process that keeps compiling new programs reaches Linux's

@@ -102,7 +102,7 @@ def test_interrupt_before_any_replicate_saves_nothing(tmp_path, capsys, monkeypa
     assert os.listdir(tmp_path) == []
 
 
-def test_sigint_is_held_until_a_chunk_is_written():
+def test_sigint_is_held_until_a_chunk_is_written(ctrl_c):
     done = []
     with pytest.raises(KeyboardInterrupt):
         with _outputs._sigint_held():

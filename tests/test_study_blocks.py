@@ -69,7 +69,7 @@ def test_merge_rejects_blocks_of_other_studies_gaps_and_overlaps(one_run):
         jaxgmm.merge_studies()
 
 
-def test_interrupted_study_keeps_finished_replicates_and_resumes(one_run):
+def test_interrupted_study_keeps_finished_replicates_and_resumes(one_run, ctrl_c):
     calls = []
 
     def stop_after_two_chunks(block):
