@@ -12,6 +12,7 @@ sep = "\\n")``.
 import os
 import shutil
 import subprocess
+import types
 
 import jax
 import numpy as np
@@ -164,6 +165,31 @@ def test_size_under_the_null_large(k0):
     assert _ks_uniform_discrete(p, reps) < _ks_threshold(m, 5e-4)
 
 
+@pytest.mark.parametrize("p_values, chosen, reached", [
+    ((0.01, 0.3), 2, False),         # 1 vs 2 rejects, 2 vs 3 does not
+    ((0.5,), 1, False),              # the first test does not reject
+    ((0.01, 0.02, 0.04), 4, True),   # every test up to 3 vs 4 rejects
+    ((0.01, 0.05), 3, True),         # p = alpha rejects (p_value > alpha stops)
+])
+def test_sequential_control_flow(monkeypatch, p_values, chosen, reached):
+    """Which tests run and what is chosen, for given p-values (each step is a
+    bootstrap_lrt, stubbed here: the end-to-end run is the slow test below)."""
+    calls = []
+
+    def fake(key, x, k0, **kwargs):
+        calls.append((k0, kwargs))
+        return types.SimpleNamespace(k0=k0, p_value=p_values[k0 - 1])
+
+    monkeypatch.setattr(_lrt, "bootstrap_lrt", fake)
+    seq = jaxgmm.sequential_lrt(jax.random.key(0), normal_data(0), max_components=len(p_values) + 1 if reached
+                                else 4, alpha=0.05, reps=9)
+    assert [k for k, _ in calls] == list(range(1, len(p_values) + 1))
+    assert all(kw == {"reps": 9} for _, kw in calls)
+    assert seq.n_components == chosen and seq.reached_max == reached
+    assert seq.p_values == p_values
+
+
+@pytest.mark.slow
 def test_sequential_stops_at_the_first_non_rejection():
     seq = jaxgmm.sequential_lrt(jax.random.key(4), two_component_data(2), max_components=4, reps=REPS,
                                 n_starts=STARTS)
