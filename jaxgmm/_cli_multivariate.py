@@ -70,7 +70,7 @@ def fit_columns(args) -> int:
             raise CLIError("--kmax chooses K itself: leave out -k")
         choice = select_components(key, x, args.kmax, n_starts=args.restarts, covariance_type=ctype)
         k = print_choice(choice)
-        result = choice.results[k - 1]
+        result, p = choice.results[k - 1], choice.n_params[k - 1]
     else:
         k = args.k
         p = n_parameters(k, covariance_type=ctype, n_features=d)
@@ -81,7 +81,6 @@ def fit_columns(args) -> int:
         starts = init_params(key, x, k, n_starts=args.restarts, covariance_type=ctype)
         result = best_of_jit(fit(x, starts, covariance_type=ctype), axis=0)
     se = standard_errors(x, result)
-    p = n_parameters(k, covariance_type=ctype, n_features=d)
     return print_fit(result, f"best of {args.restarts} k-means++ starts",
                      lambda: _print_estimates(result.params, se, names, ctype), p, n)
 
